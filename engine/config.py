@@ -1,0 +1,128 @@
+"""The engine's configuration: TOML file + command-line overrides, validated by pydantic.
+
+One typed section per stage; each section lives beside its stage. An unknown key or a bad value
+becomes a `UserError` whose one line names the key and what is allowed.
+
+>>> cfg = load_config(None, {"explain.name": "rules", "source.fps": "25"})
+>>> cfg.source.fps
+25.0
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import UserError
+from engine.explain.config import ExplainConfig
+from engine.face.config import FaceConfig
+from engine.flow.config import FlowConfig, FusionConfig
+from engine.publish.config import PublishConfig
+from engine.sources.config import DemoConfig, SourceConfig
+from spotting.config import SpottingConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class EngineConfig(BaseModel):
+    """The whole engine: one section per stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
+    face: FaceConfig = Field(default_factory=FaceConfig)
+    spotting: SpottingConfig = Field(default_factory=SpottingConfig)
+    flow: FlowConfig = Field(default_factory=FlowConfig)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+
+
+def _section_model(path: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the dotted ``path`` (for listing allowed keys)."""
+    model: type[BaseModel] | None = EngineConfig
+    for part in path:
+        if model is None:
+            return None
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return model
+
+
+def _describe(err: dict[str, Any]) -> str:
+    """One line for the first pydantic error: the key, what was given, what is allowed."""
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        owner = _section_model(loc[:-1])
+        allowed = ", ".join(owner.model_fields) if owner else ""
+        return f"unknown config key {key!r}; allowed keys here: {allowed}"
+    given = err.get("input")
+    ctx = err.get("ctx") or {}
+    if "expected" in ctx:
+        allowed = str(ctx["expected"])
+    else:
+        allowed = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+    return f"bad value {given!r} for config key {key!r}: expected {allowed}"
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise UserError(f"config key {key!r}: {part!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config path as given, or the name of a bundled config (``default``, ``highspeed-200fps``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    bundled = CONFIG_DIR / (p.name if p.suffix == ".toml" else f"{p.name}.toml")
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(sorted(f.stem for f in CONFIG_DIR.glob("*.toml")))
+    raise UserError(f"config file {str(path)!r} not found; give a TOML path or a bundled name: {names}")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file into a dict; a syntax error is a `UserError` naming file and line."""
+    p = resolve_config_path(path)
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {p}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {p} cannot be read: {exc}") from None
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> EngineConfig:
+    """Load ``path`` (or the defaults) and apply dotted-key ``overrides`` such as ``{"source.fps": 25}``."""
+    tree: dict[str, Any] = read_toml(path) if path is not None else {}
+    for key, value in (overrides or {}).items():
+        _set_dotted(tree, key, value)
+    try:
+        return EngineConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise UserError(_describe(exc.errors()[0])) from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``section.key=value`` → (key, value); the value is read as TOML, else kept as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {text!r}: expected section.key=value, e.g. --set spotting.threshold_k=5")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value

@@ -1,0 +1,28 @@
+"""Flow backends by name: ``engine.flow.create("opencv-tvl1")``.
+
+Every backend maps two grey H×W uint8 frames to H×W×2 float32 flow (pixels, x right, y down).
+Heavy backends (torch, onnxruntime) are imported only when created.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.flow.base import FlowBackend
+from engine.registry import Registry
+
+FLOW_BACKENDS: Registry[FlowBackend] = Registry("flow backend")
+FLOW_BACKENDS.register("opencv-tvl1", "engine.flow.opencv_backends:OpenCVTVL1")
+FLOW_BACKENDS.register("dis", "engine.flow.opencv_backends:DISFlow")
+FLOW_BACKENDS.register("farneback", "engine.flow.opencv_backends:FarnebackFlow")
+FLOW_BACKENDS.register("torch-tvl1", "engine.flow.torch_tvl1:TorchTVL1")
+FLOW_BACKENDS.register("onnx", "engine.flow.onnx_backend:OnnxFlow")
+
+
+def create(name: str, **params: Any) -> FlowBackend:
+    """The flow backend registered as ``name``, built with ``params``."""
+    return FLOW_BACKENDS.create(name, **params)
+
+
+def names() -> list[str]:
+    return FLOW_BACKENDS.names()

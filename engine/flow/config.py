@@ -1,0 +1,32 @@
+"""Configuration of the flow and fusion stages."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FlowConfig(BaseModel):
+    """The flow backend of the fused map (onset → apex)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("opencv-tvl1", description="flow backend: opencv-tvl1, dis, farneback, ...")
+    params: dict[str, Any] = Field(default_factory=dict, description="backend keyword parameters")
+
+
+class FusionConfig(BaseModel):
+    """The motion-enhanced colour map and region statistics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: Literal["mellm"] = Field("mellm", description="colour map recipe; 'mellm' is the published one")
+    nose_window: int = Field(11, ge=1, description="side of the nose-tip window whose mean flow is removed")
+    png_level: int = Field(3, ge=0, le=9, description="PNG compression level of the published map")
+    region_margin: float = Field(
+        0.02, ge=0, le=0.2, description="dilation of each region's hull, as a fraction of the face size"
+    )
+    max_percentile: float = Field(
+        95.0, gt=0, le=100, description="percentile of flow magnitude reported as a region's robust max"
+    )

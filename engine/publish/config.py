@@ -1,0 +1,31 @@
+"""Configuration of the ZeroMQ publisher and the journal."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PublishConfig(BaseModel):
+    """The PUB socket, the journal and the status cadence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = Field("tcp://127.0.0.1:5556", description="ZeroMQ PUB bind address (loopback by default)")
+    journal: str = Field("", description="append every event as a JSON line to this file")
+    journal_max_bytes: int = Field(
+        0, ge=0, description="rotate the journal to <file>.1, .2, ... before it exceeds this size (0 = never)"
+    )
+    maps: bool = Field(True, description="send the fused map as a PNG third frame of candidate events")
+    status_interval_s: float = Field(2.0, gt=0, description="seconds between status events")
+    sndhwm: int = Field(10000, ge=1, description="ZeroMQ send high-water mark (messages)")
+    linger_ms: int = Field(2000, ge=0, description="ZeroMQ linger at close so queued events still leave")
+    startup_wait_s: float = Field(0.3, ge=0, description="pause after bind so subscribers can connect")
+    queue_size: int = Field(
+        1000, ge=1, description="events waiting for the publisher thread before emit() blocks"
+    )
+    emit_timeout_s: float = Field(
+        5.0, gt=0, description="how long emit() blocks on a full queue before a candidate/status is counted lost"
+    )
+    send_timeout_ms: int = Field(
+        100, ge=0, description="how long a send waits for a subscriber at its high-water mark before it is refused"
+    )

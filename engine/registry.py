@@ -1,0 +1,58 @@
+"""Name → implementation registries, one per stage.
+
+Implementations register either a callable or a lazy ``"module:attr"`` path, so that naming a heavy
+backend (torch, transformers) costs nothing until it is created.
+
+>>> r = Registry("flow backend")
+>>> r.register("noop", lambda **kw: kw)
+>>> r.create("noop", a=1)
+{'a': 1}
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from engine.errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A registry of factories for one kind of stage implementation."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Callable[..., T] | str] = {}
+
+    def register(self, name: str, factory: Callable[..., T] | str) -> None:
+        """Register ``factory`` (a callable or ``"module:attr"``) under ``name``; duplicates are rejected."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._entries[name] = factory
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def resolve(self, name: str) -> Callable[..., T]:
+        """The factory for ``name``; an unknown name raises `UnknownNameError` listing the valid ones."""
+        try:
+            entry = self._entries[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+            ) from None
+        if isinstance(entry, str):
+            module, _, attr = entry.partition(":")
+            entry = getattr(importlib.import_module(module), attr)
+            self._entries[name] = entry
+        return entry
+
+    def create(self, name: str, **params: Any) -> T:
+        """Build the implementation registered as ``name`` with keyword ``params``."""
+        return self.resolve(name)(**params)

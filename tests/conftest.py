@@ -1,0 +1,35 @@
+"""Shared fixtures: where the real data lives, and skips with a reason when it does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or a pytest skip naming what is missing."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real test data {p} is absent (it lives in ../shared/data beside the checkout)")
+    return p
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    return shared_path()
+
+
+@pytest.fixture(scope="session")
+def face_model() -> Path:
+    """The MediaPipe face landmarker model, resolved the way the engine resolves it."""
+    from engine.errors import UserError
+    from engine.face.model import resolve_face_model
+
+    try:
+        return resolve_face_model(None)
+    except UserError as exc:
+        pytest.skip(f"no face model: {exc}")
