@@ -12,10 +12,11 @@ backend (torch, transformers) costs nothing until it is created.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from engine.errors import UnknownNameError
+from engine.errors import UnknownNameError, UserError
 
 T = TypeVar("T")
 
@@ -54,5 +55,26 @@ class Registry(Generic[T]):
         return entry
 
     def create(self, name: str, **params: Any) -> T:
-        """Build the implementation registered as ``name`` with keyword ``params``."""
-        return self.resolve(name)(**params)
+        """Build the implementation registered as ``name`` with keyword ``params``.
+
+        Parameters the factory does not take are a `UserError` listing the ones it does, so a
+        misspelt key in a config file is one clear line rather than a ``TypeError``.
+        """
+        factory = self.resolve(name)
+        try:
+            sig = inspect.signature(factory)
+        except (TypeError, ValueError):  # builtins without a signature: let the call decide
+            sig = None
+        if sig is not None:
+            try:
+                sig.bind(**params)
+            except TypeError as exc:
+                allowed = [
+                    p.name
+                    for p in sig.parameters.values()
+                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                ]
+                raise UserError(
+                    f"{self.kind} {name!r}: {exc}; allowed parameters: {', '.join(allowed) or 'none'}"
+                ) from None
+        return factory(**params)
