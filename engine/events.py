@@ -51,6 +51,7 @@ def candidate_event(c: Candidate) -> dict[str, Any]:
 
 
 def explanation_event(c: Candidate, e: Explanation, latency_ms: float) -> dict[str, Any]:
+    extra = {"clip": c.clip} if c.clip else {}
     return make_event(
         "explanation",
         c.stream,
@@ -61,6 +62,7 @@ def explanation_event(c: Candidate, e: Explanation, latency_ms: float) -> dict[s
         text=e.text,
         explainer=e.explainer,
         latency_ms=round(float(latency_ms), 3),
+        **extra,
     )
 
 

@@ -61,7 +61,8 @@ class Candidate:
     """A spotted expression interval with the observations the flow stage needs.
 
     ``onset_face`` and ``apex_face`` carry the aligned crops and crop landmarks of the onset and
-    apex frames, so later stages never go back to the source.
+    apex frames, so later stages never go back to the source. ``clip`` is the path of the event
+    clip (exporters/clips) when clips are enabled, else empty.
     """
 
     candidate_id: str
@@ -74,6 +75,7 @@ class Candidate:
     regions: tuple[str, ...]
     onset_face: FaceObservation
     apex_face: FaceObservation
+    clip: str = ""
 
     @property
     def duration(self) -> float:
