@@ -24,8 +24,12 @@ class PublishConfig(BaseModel):
         1000, ge=1, description="events waiting for the publisher thread before emit() blocks"
     )
     emit_timeout_s: float = Field(
-        5.0, gt=0, description="how long emit() blocks on a full queue before a candidate/status is counted lost"
+        5.0,
+        gt=0,
+        description="seconds emit() blocks on a full queue before a candidate/status is counted lost"
     )
     send_timeout_ms: int = Field(
-        100, ge=0, description="how long a send waits for a subscriber at its high-water mark before it is refused"
+        100,
+        ge=0,
+        description="milliseconds a send waits for a subscriber at its high-water mark before it is refused",
     )
