@@ -21,3 +21,13 @@ class ExplainConfig(BaseModel):
     deadline_s: float = Field(30.0, gt=0, description="a job older than this is dropped (reason timeout)")
     batch_size: int = Field(1, ge=1, description="explain up to this many waiting jobs at once")
     drain_s: float = Field(30.0, ge=0, description="at shutdown, finish waiting jobs for at most this long")
+    stop_grace_s: float = Field(
+        10.0, ge=0, description="after the drain time, wait at most this long for the job in progress"
+    )
+    mode: Literal["thread", "process"] = Field(
+        "thread", description="explainer in the worker thread, or in a child process (killed on timeout)"
+    )
+    timeout_s: float = Field(
+        120.0, gt=0, description="process mode: a batch slower than this kills the child (dropped: timeout)"
+    )
+    latency_window: int = Field(512, ge=1, description="recent explanations behind the latency p50/p95")
