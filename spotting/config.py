@@ -2,22 +2,76 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SpottingConfig(BaseModel):
-    """The online sliding-window spotter."""
+    """The online sliding-window spotter (``region-motion``: per-region DIS flow on the aligned crop)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field("region-motion", description="spotter implementation")
-    flow: str = Field("dis", description="flow backend used for the per-frame motion signal")
-    signal_size: int = Field(128, ge=32, description="crop side used for the spotting signal")
-    window_s: float = Field(0.5, gt=0, description="feature-difference window (onset to apex at most)")
+    dis_preset: Literal["ultrafast", "fast", "medium"] = Field(
+        "ultrafast", description="OpenCV DIS optical-flow preset of the per-frame motion signal"
+    )
+    dis_finest_scale: int = Field(
+        1, ge=0, le=4, description="finest DIS pyramid level (0 = full signal resolution; 1 = half, ~0.4 ms)"
+    )
+    register_shift: bool = Field(
+        True, description="cancel the global shift between frames (phase correlation) before the flow"
+    )
+    signal_size: int = Field(128, ge=32, le=512, description="crop side used for the spotting signal")
+    window_s: float = Field(
+        0.5, gt=0, description="feature-difference window: motion is measured against window_s/2 earlier"
+    )
+    long_window_s: float = Field(
+        1.0, gt=0, description="an open interval is judged by the statistics of motion over this distance"
+    )
     baseline_s: float = Field(3.0, gt=0, description="rolling statistics window for the adaptive threshold")
-    threshold_k: float = Field(4.0, gt=0, description="threshold = median + k * MAD of the rolling signal")
+    threshold_k: float = Field(
+        8.0, gt=0, description="a region fires when its motion exceeds median + k * MAD of its own baseline"
+    )
+    release_k: float = Field(
+        3.0, gt=0, description="hysteresis: an interval lasts while its regions stay above median + k * MAD"
+    )
+    global_percentile: float = Field(
+        30.0, ge=0, lt=100, description="this percentile of region scores is removed (face-wide motion)"
+    )
+    mad_floor_px: float = Field(
+        0.01, gt=0, description="lower bound of the MAD (signal pixels): a noise-free crop is no hair-trigger"
+    )
     min_duration_s: float = Field(0.04, ge=0, description="shortest interval reported")
     micro_max_s: float = Field(0.5, gt=0, description="onset-to-offset at most this is micro, else macro")
     max_duration_s: float = Field(4.0, gt=0, description="longer intervals are cut")
-    merge_gap_s: float = Field(0.1, ge=0, description="detections closer than this are merged")
-    warmup_s: float = Field(1.0, ge=0, description="no detection until this much face is seen after a restart")
+    merge_gap_s: float = Field(
+        0.1, ge=0, description="detections closer than this are merged (also the offset hysteresis hold)"
+    )
+    warmup_s: float = Field(
+        1.0, ge=0, description="no detection until this much face is seen after a restart"
+    )
+    blink_ratio: float = Field(
+        0.6, gt=0, lt=1, description="an eye aperture below this fraction of its rolling median is a blink"
+    )
+    blink_blendshape_rise: float = Field(
+        0.4, gt=0, le=1, description="eyeBlinkLeft/Right rising this much above its rolling median is a blink"
+    )
+    blink_spill: float = Field(
+        0.4, ge=0, le=1,
+        description="during a blink, brows and cheeks under this fraction of the lids' peak are spill",
+    )
+    max_regions: int = Field(3, ge=1, description="at most this many region names reported per candidate")
+
+    @model_validator(mode="after")
+    def _check_hysteresis(self) -> SpottingConfig:
+        if self.release_k >= self.threshold_k:
+            raise ValueError(
+                f"release_k ({self.release_k}) must be below threshold_k ({self.threshold_k})"
+            )
+        if self.min_duration_s > self.max_duration_s:
+            raise ValueError(
+                f"min_duration_s ({self.min_duration_s}) must not exceed "
+                f"max_duration_s ({self.max_duration_s})"
+            )
+        return self

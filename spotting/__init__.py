@@ -1,0 +1,26 @@
+"""Spotting: online detectors that turn face observations into candidate intervals, chosen by name.
+
+>>> from spotting.config import SpottingConfig
+>>> create_spotter(SpottingConfig(), stream="cam0", fps=30.0).flush()
+[]
+"""
+
+from __future__ import annotations
+
+from engine.errors import UserError
+from engine.registry import Registry
+from spotting.base import Spotter
+from spotting.config import SpottingConfig
+
+SPOTTERS: Registry[Spotter] = Registry("spotter")
+SPOTTERS.register("region-motion", "spotting.region_motion:create")
+
+
+def create_spotter(cfg: SpottingConfig, stream: str, fps: float) -> Spotter:
+    """The spotter named ``cfg.name`` for ``stream`` at ``fps`` frames per second.
+
+    An unknown name or a missing frame rate is a `UserError` (the command line exits 2).
+    """
+    if not fps or fps <= 0:
+        raise UserError(f"spotting needs the stream's frame rate, got {fps!r}; pass --fps F")
+    return SPOTTERS.create(cfg.name, cfg=cfg, stream=stream, fps=fps)

