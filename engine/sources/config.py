@@ -21,6 +21,10 @@ class DemoConfig(BaseModel):
     blinks_per_min: float = Field(12.0, ge=0, description="blink rate")
     size: int = Field(512, ge=128, description="width and height of the demo frames in pixels")
     print_truth: bool = Field(False, description="print the injected ground truth at start")
+    truth_csv: str = Field("", description="write the ground truth here (CAS(ME)^2 long-video CSV layout)")
+    amplitude_min_px: float = Field(1.0, gt=0, description="smallest event amplitude (px on a 200 px face)")
+    amplitude_max_px: float = Field(3.0, gt=0, description="largest event amplitude (px on a 200 px face)")
+    min_gap_s: float = Field(1.5, ge=0, description="least time between two injected events")
 
 
 class SourceConfig(BaseModel):
@@ -29,8 +33,12 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     spec: str = Field("demo", description="camera index, rtsp/http URL, video file, frame folder, or 'demo'")
-    stream: str = Field("", description="stream name in topics and events; derived from the source when empty")
-    fps: float = Field(0.0, ge=0, description="frame rate; required for frame folders, overrides the container's")
+    stream: str = Field(
+        "", description="stream name in topics and events; derived from the source when empty"
+    )
+    fps: float = Field(
+        0.0, ge=0, description="frame rate; required for frame folders, overrides the container's"
+    )
     queue_size: int = Field(64, ge=1, description="bounded queue between the reader thread and the pipeline")
     policy: Literal["auto", "drop_oldest", "block"] = Field(
         "auto", description="full queue: live sources drop the oldest frame, files block (never drop)"

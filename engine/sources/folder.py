@@ -1,0 +1,91 @@
+"""A folder of frame images (CASME II style ``img1.jpg`` … ``img46.jpg``), in numeric order.
+
+Folders carry no timing, so the frame rate must be given: ``t = index / fps``. Names are sorted by
+their numbers (``img2`` before ``img10``), not as strings.
+
+>>> src = FolderSource("CASME2/sub01/EP02_01f", fps=200)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+
+from engine.errors import SourceError, UserError
+from engine.sources.video import as_bgr
+from engine.types import Frame
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+_NUM = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[object, ...]:
+    """Sort key that compares digit runs as numbers: ``img2.jpg`` < ``img10.jpg``."""
+    return tuple(int(part) if part.isdigit() else part.lower() for part in _NUM.split(name))
+
+
+def list_frames(folder: Path) -> list[Path]:
+    """The image files of ``folder`` (jpg, png, bmp; any case) in numeric order."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+class FolderSource:
+    """Frames read from image files; never dropped by the reader (``live`` False).
+
+    ``paths`` lists the files in stream order, so frame ``index`` is ``paths[index]`` (annotation
+    sheets count frames by the number in the file name: see ``frame_numbers``).
+    """
+
+    live = False
+
+    def __init__(self, folder: str | Path, fps: float) -> None:
+        p = Path(folder)
+        if not p.is_dir():
+            raise SourceError(f"frame folder {p} does not exist; give an existing folder of images")
+        if not fps or fps <= 0:
+            raise UserError(
+                f"frame folder {p} needs --fps (frames carry no timing), e.g. --fps 200 for CASME II"
+            )
+        self.paths = list_frames(p)
+        if not self.paths:
+            raise SourceError(
+                f"frame folder {p} holds no jpg/png/bmp images; point --source at the frames' folder"
+            )
+        first = cv2.imread(str(self.paths[0]), cv2.IMREAD_UNCHANGED)
+        if first is None:
+            raise SourceError(
+                f"{self.paths[0]} is not an image OpenCV can decode; remove it or fix the folder"
+            )
+        self.name = p.name
+        self.fps: float | None = float(fps)
+        self._closed = threading.Event()
+
+    @property
+    def frame_numbers(self) -> list[int | None]:
+        """The last number in each file name (``img46.jpg`` → 46), None where a name has none."""
+        out: list[int | None] = []
+        for path in self.paths:
+            nums = _NUM.findall(path.stem)
+            out.append(int(nums[-1]) if nums else None)
+        return out
+
+    def frames(self) -> Iterator[Frame]:
+        fps = float(self.fps or 1.0)
+        for index, path in enumerate(self.paths):
+            if self._closed.is_set():
+                return
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if image is None:
+                raise SourceError(f"{path} is not an image OpenCV can decode; remove it or fix the folder")
+            yield Frame(index, index / fps, as_bgr(image))
+
+    def close(self) -> None:
+        self._closed.set()

@@ -1,0 +1,204 @@
+"""The reader thread: pulls frames from a `Source` into a bounded queue the pipeline iterates.
+
+Overflow policy (STYLE.md: explicit, counted): live sources drop the oldest queued frame
+(``dropped`` counts them), files, folders and the demo block the reader until there is room.
+End of stream and errors travel on a separate path (a flag under the queue's lock), so they are
+never dropped or stuck behind frames; the first source error is re-raised to the consumer.
+
+>>> reader = FrameReader(source, queue_size=64, policy="auto")  # doctest: +SKIP
+>>> for frame in reader:  # doctest: +SKIP
+...     process(frame)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Literal
+
+from engine.sources.base import Source
+from engine.types import Frame
+
+log = logging.getLogger(__name__)
+
+Policy = Literal["auto", "drop_oldest", "block"]
+POLICIES: tuple[str, ...] = ("auto", "drop_oldest", "block")
+FPS_WINDOW_S = 2.0  # fps_in is measured over the frames read in this many last seconds
+_WAIT_S = 0.25  # bounded waits: a lost notify can delay a wake-up by this much, never hang
+
+
+class FrameReader:
+    """Reads ``source`` on a daemon thread into a queue of at most ``queue_size`` frames.
+
+    ``policy``: "auto" (drop_oldest when ``source.live``, else block), "drop_oldest" or "block".
+    ``max_frames`` > 0 stops after that many frames; ``realtime`` paces non-live sources at their
+    own ``t`` like a camera. Iterating yields frames until end of stream (then re-raises the first
+    source error, if any) or until `stop`. Counters: ``frames_read``, ``dropped``, ``fps_in``,
+    ``queue_depth``. The thread starts on first iteration or `start`.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        queue_size: int = 64,
+        policy: Policy = "auto",
+        max_frames: int = 0,
+        realtime: bool = False,
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"expected policy in {POLICIES}, got {policy!r}")
+        if queue_size < 1:
+            raise ValueError(f"expected queue_size >= 1, got {queue_size}")
+        self.source = source
+        self.queue_size = queue_size
+        self.policy: Policy = ("drop_oldest" if source.live else "block") if policy == "auto" else policy
+        self.max_frames = max_frames
+        self.realtime = realtime and not source.live
+        self.frames_read = 0
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self._queue: deque[Frame] = deque()
+        self._cond = threading.Condition()
+        self._ended = False
+        self._stop = threading.Event()
+        self._read_times: deque[float] = deque()
+        self._thread: threading.Thread | None = None
+
+    # -- control -------------------------------------------------------------------------------
+
+    def start(self) -> FrameReader:
+        """Start the reader thread (idempotent)."""
+        with self._cond:
+            if self._thread is None:
+                name = f"reader-{self.source.name}"
+                self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+                self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Stop reading and wake a blocked reader and a blocked consumer; True when the thread ended
+        within ``timeout`` (a source stuck inside a native read is left to its daemon thread)."""
+        self._stop.set()
+        try:
+            self.source.close()
+        except Exception:  # closing is best effort; the stop must still happen
+            log.exception("closing source %s failed", self.source.name)
+        with self._cond:
+            self._cond.notify_all()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+    def __enter__(self) -> FrameReader:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- counters ------------------------------------------------------------------------------
+
+    @property
+    def fps_in(self) -> float:
+        """Frames read per second over the last `FPS_WINDOW_S` seconds (0 before two frames)."""
+        with self._cond:
+            times = list(self._read_times)
+        if len(times) < 2:
+            return 0.0
+        span = times[-1] - times[0]
+        return (len(times) - 1) / span if span > 0 else 0.0
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def ended(self) -> bool:
+        """True once the reader reached end of stream, failed, or was stopped."""
+        return self._ended or self._stop.is_set()
+
+    # -- producer ------------------------------------------------------------------------------
+
+    def _put(self, frame: Frame) -> bool:
+        """Queue ``frame`` under the policy; False when stopped while waiting for room."""
+        with self._cond:
+            if self.policy == "block":
+                while len(self._queue) >= self.queue_size and not self._stop.is_set():
+                    self._cond.wait(_WAIT_S)
+                if self._stop.is_set():
+                    return False
+            elif len(self._queue) >= self.queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(frame)
+            self.frames_read += 1
+            now = time.monotonic()
+            self._read_times.append(now)
+            while self._read_times and now - self._read_times[0] > FPS_WINDOW_S:
+                self._read_times.popleft()
+            self._cond.notify_all()
+        return True
+
+    def _run(self) -> None:
+        pace0: float | None = None
+        try:
+            for frame in self.source.frames():
+                if self._stop.is_set():
+                    break
+                if self.realtime:
+                    now = time.monotonic()
+                    if pace0 is None:
+                        pace0 = now - frame.t
+                    delay = pace0 + frame.t - now
+                    if delay > 0 and self._stop.wait(delay):
+                        break
+                if not self._put(frame):
+                    break
+                if self.max_frames and self.frames_read >= self.max_frames:
+                    break
+        except BaseException as exc:  # kept and re-raised to the consumer, never lost
+            if self.error is None:
+                self.error = exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+            log.debug(
+                "reader %s ended: %s frames, %s dropped", self.source.name, self.frames_read, self.dropped
+            )
+
+    # -- consumer ------------------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """The next frame; None at end of stream, after `stop`, or when ``timeout`` expires.
+        Raises the source's error once the queued frames are consumed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._queue and not self._ended and not self._stop.is_set():
+                remaining = _WAIT_S if deadline is None else min(_WAIT_S, deadline - time.monotonic())
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            if self._stop.is_set():
+                return None
+            if self._queue:
+                frame = self._queue.popleft()
+                self._cond.notify_all()
+                return frame
+        if self.error is not None:
+            raise self.error
+        return None
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.start()
+        while True:
+            frame = self.get()
+            if frame is None:
+                return
+            yield frame
