@@ -1,0 +1,254 @@
+"""The engine's main loop: source → face → spotter → worker (flow, fusion, explainer) → publisher.
+
+Built in two steps (STYLE.md): `build_pipeline(cfg)` makes every stage from the configuration;
+`Pipeline.__init__` takes ready collaborators, so tests can pass fakes. The video thread never
+waits on flow or explanation: candidates go to the worker's bounded queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.config import EngineConfig
+from engine.events import error_event, status_event
+from engine.publish.base import EventSink
+from engine.types import Candidate, Evidence, FaceObservation, Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    """Health figures of the video thread (read by the status thread)."""
+
+    started: float = field(default_factory=time.monotonic)
+    frames: int = 0
+    faces: int = 0
+    faces_lost: int = 0
+    candidates: int = 0
+    stage_s: dict[str, float] = field(default_factory=lambda: {"face": 0.0, "spot": 0.0})
+
+
+def stream_name(spec: str) -> str:
+    """A topic-safe stream name derived from a source spec (``demo``, ``cam0``, file stem, host)."""
+    if spec == "demo":
+        return "demo"
+    if spec.isdigit():
+        return f"cam{spec}"
+    m = re.match(r"^[a-z]+s?://(?:[^@/]*@)?([^/:?]+)", spec)
+    base = m.group(1) if m else re.sub(r"\.[^./\\]+$", "", re.split(r"[/\\]", spec.rstrip("/\\"))[-1])
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", base).strip("_") or "stream"
+
+
+class Pipeline:
+    """Runs frames through the stages on the calling thread and owns shutdown.
+
+    ``frames``: an iterable of `Frame` (the reader); ``track``: Frame → FaceObservation | None;
+    ``spotter``: the `Spotter`; ``worker``: has ``submit(candidate)``, ``stop(drain_s)`` and
+    ``stats()``; ``sink``: the `EventSink`. ``reader_stats`` returns the reader's fps_in,
+    frames_dropped and reconnects.
+    """
+
+    def __init__(
+        self,
+        *,
+        stream: str,
+        frames: Iterable[Frame],
+        track: Callable[[Frame], FaceObservation | None],
+        spotter: Any,
+        worker: Any,
+        sink: EventSink,
+        reader_stats: Callable[[], dict[str, float]],
+        status_interval_s: float = 2.0,
+        drain_s: float = 30.0,
+        stop_reader: Callable[[], None] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.frames = frames
+        self.track = track
+        self.spotter = spotter
+        self.worker = worker
+        self.sink = sink
+        self.reader_stats = reader_stats
+        self.status_interval_s = status_interval_s
+        self.drain_s = drain_s
+        self.stop_reader = stop_reader
+        self.counters = Counters()
+        self._stop = threading.Event()
+        self._status_thread = threading.Thread(target=self._status_loop, name="status", daemon=True)
+        self._last = (time.monotonic(), 0)
+
+    # -- status -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The figures of a `status` event (contract fields first, then extras)."""
+        now = time.monotonic()
+        last_t, last_frames = self._last
+        frames = self.counters.frames
+        dt = now - last_t
+        fps_processed = (frames - last_frames) / dt if dt > 0 else 0.0
+        self._last = (now, frames)
+        rs = self.reader_stats()
+        ws = self.worker.stats()
+        return {
+            "fps_in": round(float(rs.get("fps_in", 0.0)), 3),
+            "fps_processed": round(fps_processed, 3),
+            "frames_dropped": int(rs.get("frames_dropped", 0)),
+            "faces_lost": self.counters.faces_lost,
+            "queue_depth": int(ws.get("queue_depth", 0)),
+            "reconnects": int(rs.get("reconnects", 0)),
+            "uptime_s": round(now - self.counters.started, 3),
+            "frame_queue_depth": int(rs.get("frame_queue_depth", 0)),
+            "frames": frames,
+            "candidates": self.counters.candidates,
+            "worker": ws,
+            "publish": self.sink.stats().to_json() if hasattr(self.sink, "stats") else {},
+        }
+
+    def _status_loop(self) -> None:
+        while not self._stop.wait(self.status_interval_s):
+            try:
+                self.sink.emit(status_event(self.stream, **self.status()))
+            except Exception:  # a status failure must never stop the stream
+                log.exception("status event failed")
+
+    # -- run ----------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop reading (SIGINT/SIGTERM path); frames in flight finish, then the worker drains."""
+        self._stop.set()
+        if self.stop_reader is not None:
+            self.stop_reader()
+
+    def _submit(self, candidates: list[Candidate]) -> None:
+        for c in candidates:
+            self.counters.candidates += 1
+            self.worker.submit(c)
+
+    def run(self) -> None:
+        """Process every frame until the source ends or a stop is requested, then shut down cleanly."""
+        self._status_thread.start()
+        had_face = False
+        c = self.counters
+        try:
+            for frame in self.frames:
+                t0 = time.perf_counter()
+                obs = self.track(frame)
+                t1 = time.perf_counter()
+                c.stage_s["face"] += t1 - t0
+                if obs is None:
+                    c.faces_lost += 1
+                    if had_face:
+                        self.spotter.reset()
+                    had_face = False
+                else:
+                    c.faces += 1
+                    had_face = True
+                    self._submit(self.spotter.update(obs))
+                    c.stage_s["spot"] += time.perf_counter() - t1
+                c.frames += 1
+            self._submit(self.spotter.flush())
+        except Exception as exc:
+            self.sink.emit(error_event(self.stream, "pipeline", f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            self._stop.set()
+            self.worker.stop(self.drain_s)
+            self._status_thread.join(timeout=5)
+            self.sink.emit(status_event(self.stream, **self.status()))
+
+
+def build_pipeline(
+    cfg: EngineConfig, sink: EventSink | None = None
+) -> tuple[Pipeline, list[Callable[[], None]]]:
+    """Make every stage from ``cfg``; returns the pipeline and the close callbacks (in order).
+
+    The face model and the source are checked first so user mistakes fail fast with one line,
+    before any heavy import or socket bind. What was made before a failure is closed again.
+    """
+    closers: list[Callable[[], None]] = []
+    try:
+        return _build(cfg, sink, closers)
+    except BaseException:
+        close_all(closers)
+        raise
+
+
+def close_all(closers: list[Callable[[], None]]) -> bool:
+    """Run every closer in reverse order, each on its own; False when any of them failed."""
+    ok = True
+    for close in reversed(closers):
+        try:
+            close()
+        except Exception:
+            log.exception("error while closing")
+            ok = False
+    closers.clear()
+    return ok
+
+
+def _build(
+    cfg: EngineConfig, sink: EventSink | None, closers: list[Callable[[], None]]
+) -> tuple[Pipeline, list[Callable[[], None]]]:
+    from engine import flow
+    from engine.explain.worker import ExplainWorker, build_explainer
+    from engine.face import create_tracker
+    from engine.fusion import build_evidence
+    from engine.sources import FrameReader, open_source
+    from spotting import create_spotter
+
+    tracker = create_tracker(cfg.face)
+    closers.append(tracker.close)
+    source = open_source(cfg.source, cfg.demo)
+    closers.append(source.close)
+    stream = cfg.source.stream or stream_name(cfg.source.spec)
+    fps = cfg.source.fps or source.fps or 30.0
+
+    backend = flow.create(cfg.flow.name, **cfg.flow.params)
+    explainer = build_explainer(cfg.explain)
+    if sink is None:
+        from engine.publish import ZmqPublisher
+
+        sink = ZmqPublisher(cfg.publish)
+    closers.append(sink.close)
+
+    def prepare(candidate: Candidate) -> Evidence:
+        return build_evidence(candidate, backend, cfg.fusion)
+
+    worker = ExplainWorker(explainer, prepare, sink, cfg.explain, stream=stream).start()
+    closers.append(worker.stop)  # no-op after the pipeline's own drain; closes the explainer
+    spotter = create_spotter(cfg.spotting, stream, fps)
+    reader = FrameReader(
+        source,
+        queue_size=cfg.source.queue_size,
+        policy=cfg.source.policy,
+        max_frames=cfg.source.max_frames,
+        realtime=cfg.source.realtime,
+    )
+
+    def reader_stats() -> dict[str, float]:
+        return {
+            "fps_in": reader.fps_in,
+            "frames_dropped": reader.dropped,
+            "reconnects": getattr(source, "reconnects", 0),
+            "frame_queue_depth": reader.queue_depth,
+        }
+
+    pipeline = Pipeline(
+        stream=stream,
+        frames=reader,
+        track=tracker.process,
+        spotter=spotter,
+        worker=worker,
+        sink=sink,
+        reader_stats=reader_stats,
+        status_interval_s=cfg.publish.status_interval_s,
+        drain_s=cfg.explain.drain_s,
+        stop_reader=reader.stop,
+    )
+    pipeline.source = source  # type: ignore[attr-defined]
+    return pipeline, closers

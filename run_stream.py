@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Run the mellm-stream engine on a source and publish events over ZeroMQ.
+
+    python run_stream.py --source demo
+    python run_stream.py --source 0                      # webcam index
+    python run_stream.py --source rtsp://camera/stream
+    python run_stream.py --source interview.mp4
+    python run_stream.py --source CASME2/sub01/EP02_01f --fps 200
+
+Exit codes: 0 when the source ended or the run was stopped (SIGINT/SIGTERM), 2 on a user mistake
+(one line on stderr), 1 on an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import Any
+
+from engine.config import load_config, parse_override
+from engine.errors import UserError
+
+log = logging.getLogger("mellm")
+
+# flag → dotted config key; every flag overrides its key of the config file
+FLAG_KEYS = {
+    "source": "source.spec",
+    "pub": "publish.endpoint",
+    "journal": "publish.journal",
+    "explainer": "explain.name",
+    "model": "explain.model",
+    "adapter": "explain.adapter",
+    "endpoint": "explain.endpoint",
+    "face_model": "face.model",
+    "fps": "source.fps",
+    "max_frames": "source.max_frames",
+    "realtime": "source.realtime",
+    "stream": "source.stream",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="run_stream.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", help="camera index, rtsp/http URL, video file, frame folder, or 'demo'")
+    p.add_argument("--config", help="TOML config file or bundled name (default, highspeed-200fps, rtsp-edge)")
+    p.add_argument("--pub", help="ZeroMQ PUB endpoint to bind (default tcp://127.0.0.1:5556)")
+    p.add_argument("--journal", help="append every event as a JSON line to this file")
+    p.add_argument("--explainer", help="rules (default), vlm, llm, openai")
+    p.add_argument("--model", help="local model folder (vlm, llm) or model name (openai)")
+    p.add_argument("--adapter", help="LoRA adapter folder for the vlm explainer")
+    p.add_argument("--endpoint", help="base URL of an OpenAI-compatible server (openai explainer)")
+    p.add_argument("--face-model", help="MediaPipe face_landmarker.task file")
+    p.add_argument("--fps", type=float, help="frame rate (required for frame folders)")
+    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--realtime", action="store_true", default=None, help="pace files at their frame rate")
+    p.add_argument("--stream", help="stream name used in topics (default: derived from the source)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set spotting.threshold_k=5 (repeatable)",
+    )
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The dotted-key overrides given on the command line (flags first, then --set)."""
+    out: dict[str, Any] = {}
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            out[key] = value
+    for item in args.set:
+        key, value = parse_override(item)
+        out[key] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    closers: list[Any] = []
+    try:
+        cfg = load_config(args.config, overrides_from_args(args))
+        from engine.pipeline import build_pipeline
+
+        pipeline, closers = build_pipeline(cfg)
+    except UserError as exc:
+        print(f"run_stream.py: error: {exc}", file=sys.stderr)
+        return 2
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        pipeline.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        pipeline.run()
+    except UserError as exc:
+        print(f"run_stream.py: error: {exc}", file=sys.stderr)
+        code = 2
+    except Exception:
+        log.exception("internal error")
+        code = 1
+    finally:
+        from engine.pipeline import close_all
+
+        if not close_all(closers) and code == 0:
+            code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
