@@ -31,3 +31,18 @@ class ExplainConfig(BaseModel):
         120.0, gt=0, description="process mode: a batch slower than this kills the child (dropped: timeout)"
     )
     latency_window: int = Field(512, ge=1, description="recent explanations behind the latency p50/p95")
+    # -- model options (vlm, llm, openai); the rules explainer ignores them --
+    device: str = Field("auto", description="vlm/llm: auto (cuda when present), cpu, cuda, cuda:1")
+    dtype: str = Field(
+        "auto", description="vlm/llm: auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16"
+    )
+    max_new_tokens: int = Field(256, ge=1, description="longest generated answer, in tokens")
+    language: Literal["en", "zh"] = Field("en", description="prompt language: English or Chinese")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding")
+    threads: int = Field(0, ge=0, description="vlm/llm on CPU: torch threads (0 = torch's default)")
+    retries: int = Field(
+        2, ge=0, description="openai: retries after a 5xx, a timeout or a refusal"
+    )
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the API key")
+    concurrency: int = Field(4, ge=1, description="openai: requests in flight for one batch")
+    request_timeout_s: float = Field(60.0, gt=0, description="openai: timeout of one HTTP request")

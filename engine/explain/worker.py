@@ -491,10 +491,32 @@ class ProcessExplainer:
             proc.join(timeout=5.0)
 
 
+_MODEL_OPTIONS = (
+    "device",
+    "dtype",
+    "max_new_tokens",
+    "language",
+    "temperature",
+    "threads",
+    "retries",
+    "api_key_env",
+    "concurrency",
+)
+
+
 def explainer_params(cfg: ExplainConfig) -> dict[str, Any]:
-    """The config's explainer options that are set (``model``, ``adapter``, ``endpoint``)."""
+    """The explainer's keyword options from the config.
+
+    ``model``, ``adapter`` and ``endpoint`` when set, the model options (every explainer but
+    ``rules`` takes them; ``rules`` ignores them), and ``request_timeout_s`` as ``timeout_s``.
+    """
+    if cfg.name == "rules":
+        return {}
     options = {"model": cfg.model, "adapter": cfg.adapter, "endpoint": cfg.endpoint}
-    return {k: v for k, v in options.items() if v}
+    params: dict[str, Any] = {k: v for k, v in options.items() if v}
+    params.update({k: getattr(cfg, k) for k in _MODEL_OPTIONS})
+    params["timeout_s"] = cfg.request_timeout_s
+    return params
 
 
 def build_explainer(cfg: ExplainConfig, **params: Any) -> Explainer:
