@@ -195,16 +195,24 @@ def _build(
     cfg: EngineConfig, sink: EventSink | None, closers: list[Callable[[], None]]
 ) -> tuple[Pipeline, list[Callable[[], None]]]:
     from engine import flow
+
+    # cheap checks first, so a user mistake costs no mediapipe/torch import and binds no socket
+    from engine.explain import EXPLAINERS
     from engine.explain.worker import ExplainWorker, build_explainer
     from engine.face import create_tracker
+    from engine.face.model import resolve_face_model
     from engine.fusion import build_evidence
     from engine.sources import FrameReader, open_source
-    from spotting import create_spotter
+    from spotting import SPOTTERS, create_spotter
 
-    tracker = create_tracker(cfg.face)
-    closers.append(tracker.close)
+    EXPLAINERS.resolve_name(cfg.explain.name)
+    flow.FLOW_BACKENDS.resolve_name(cfg.flow.name)
+    SPOTTERS.resolve_name(cfg.spotting.name)
+    resolve_face_model(cfg.face.model or None)
     source = open_source(cfg.source, cfg.demo)
     closers.append(source.close)
+    tracker = create_tracker(cfg.face)
+    closers.append(tracker.close)
     stream = cfg.source.stream or stream_name(cfg.source.spec)
     fps = cfg.source.fps or source.fps or 30.0
 

@@ -40,14 +40,15 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
+    def resolve_name(self, name: str) -> str:
+        """``name`` when registered (nothing is imported), else `UnknownNameError` listing the valid ones."""
+        if name not in self._entries:
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
+        return name
+
     def resolve(self, name: str) -> Callable[..., T]:
         """The factory for ``name``; an unknown name raises `UnknownNameError` listing the valid ones."""
-        try:
-            entry = self._entries[name]
-        except KeyError:
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
-            ) from None
+        entry = self._entries[self.resolve_name(name)]
         if isinstance(entry, str):
             module, _, attr = entry.partition(":")
             entry = getattr(importlib.import_module(module), attr)
