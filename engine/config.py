@@ -22,6 +22,7 @@ from engine.face.config import FaceConfig
 from engine.flow.config import FlowConfig, FusionConfig
 from engine.publish.config import PublishConfig
 from engine.sources.config import DemoConfig, SourceConfig
+from exporters.config import ClipsConfig
 from spotting.config import SpottingConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -40,6 +41,7 @@ class EngineConfig(BaseModel):
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    clips: ClipsConfig = Field(default_factory=ClipsConfig)
 
 
 def _section_model(path: tuple[str | int, ...]) -> type[BaseModel] | None:

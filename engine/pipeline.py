@@ -7,6 +7,7 @@ waits on flow or explanation: candidates go to the worker's bounded queue.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -68,6 +69,7 @@ class Pipeline:
         status_interval_s: float = 2.0,
         drain_s: float = 30.0,
         stop_reader: Callable[[], None] | None = None,
+        clips: Any = None,
     ) -> None:
         self.stream = stream
         self.frames = frames
@@ -79,6 +81,7 @@ class Pipeline:
         self.status_interval_s = status_interval_s
         self.drain_s = drain_s
         self.stop_reader = stop_reader
+        self.clips = clips  # exporters.clips.ClipRecorder or None
         self.counters = Counters()
         self._stop = threading.Event()
         self._status_thread = threading.Thread(target=self._status_loop, name="status", daemon=True)
@@ -127,6 +130,8 @@ class Pipeline:
     def _submit(self, candidates: list[Candidate]) -> None:
         for c in candidates:
             self.counters.candidates += 1
+            if self.clips is not None:
+                c = dataclasses.replace(c, clip=self.clips.add(c))
             self.worker.submit(c)
 
     def run(self) -> None:
@@ -138,6 +143,8 @@ class Pipeline:
             for frame in self.frames:
                 t0 = time.perf_counter()
                 obs = self.track(frame)
+                if self.clips is not None:
+                    self.clips.push(frame, obs)
                 t1 = time.perf_counter()
                 c.stage_s["face"] += t1 - t0
                 if obs is None:
@@ -158,6 +165,8 @@ class Pipeline:
         finally:
             self._stop.set()
             self.worker.stop(self.drain_s)
+            if self.clips is not None:
+                self.clips.close()
             self._status_thread.join(timeout=5)
             self.sink.emit(status_event(self.stream, **self.status()))
 
@@ -224,8 +233,26 @@ def _build(
         sink = ZmqPublisher(cfg.publish)
     closers.append(sink.close)
 
+    clips = None
+    if cfg.clips.enabled:
+        from exporters.clips import ClipRecorder
+
+        cc = cfg.clips
+        clips = ClipRecorder(
+            cc.dir,
+            fps,
+            pre_s=cc.pre_s,
+            post_s=cc.post_s,
+            max_buffer_s=cc.max_buffer_s,
+            map_wait_s=cc.map_wait_s,
+        )
+        closers.append(clips.close)
+
     def prepare(candidate: Candidate) -> Evidence:
-        return build_evidence(candidate, backend, cfg.fusion)
+        evidence = build_evidence(candidate, backend, cfg.fusion)
+        if clips is not None:
+            clips.set_map(candidate.candidate_id, evidence.fused_map)
+        return evidence
 
     worker = ExplainWorker(explainer, prepare, sink, cfg.explain, stream=stream).start()
     closers.append(worker.stop)  # no-op after the pipeline's own drain; closes the explainer
@@ -257,6 +284,7 @@ def _build(
         status_interval_s=cfg.publish.status_interval_s,
         drain_s=cfg.explain.drain_s,
         stop_reader=reader.stop,
+        clips=clips,
     )
     pipeline.source = source  # type: ignore[attr-defined]
     return pipeline, closers

@@ -123,3 +123,47 @@ def test_real_videos_run_through(tmp_path: Path, name: str) -> None:
         assert final["faces_lost"] == final["frames"]
     elif name != "single_face.mp4":
         assert 0 < final["faces_lost"] < final["frames"]
+
+
+@pytest.mark.slow
+def test_demo_clips_through_the_cli(tmp_path: Path) -> None:
+    """clips.enabled: each explained candidate names an MP4 of the right length and size."""
+    journal = tmp_path / "events.jsonl"
+    clips = tmp_path / "clips"
+    proc = run_cli(
+        "--source",
+        "demo",
+        "--set",
+        "demo.duration_s=8",
+        "--set",
+        "demo.events=2",
+        "--set",
+        "demo.seed=1",
+        "--set",
+        "clips.enabled=true",
+        "--set",
+        f"clips.dir='{clips}'",
+        "--pub",
+        f"tcp://127.0.0.1:{free_port()}",
+        "--journal",
+        str(journal),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = read_journal(journal)
+    cands = {e["candidate_id"]: e for e in events if e["type"] == "candidate"}
+    expl = [e for e in events if e["type"] == "explanation"]
+    assert expl
+    for e in expl:
+        path = Path(e["clip"])
+        assert path.parent == clips and path.is_file()
+        c = cands[e["candidate_id"]]
+        cap = cv2.VideoCapture(str(path))
+        n = 0
+        ok, img = cap.read()
+        size = img.shape[:2]
+        while ok:
+            n += 1
+            ok, _ = cap.read()
+        expected = (c["offset"]["t"] - c["onset"]["t"] + 1.0) * 30 + 1  # 0.5 s before and after, 30 fps
+        assert abs(n - expected) <= 1.5, (n, expected)
+        assert size == (256, 512)  # aligned face beside the fused map
