@@ -14,6 +14,7 @@ from spotting.config import SpottingConfig
 
 SPOTTERS: Registry[Spotter] = Registry("spotter")
 SPOTTERS.register("region-motion", "spotting.region_motion:create")
+SPOTTERS.register("region-bump", "spotting.bump:create")
 
 
 def create_spotter(cfg: SpottingConfig, stream: str, fps: float) -> Spotter:

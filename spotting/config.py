@@ -62,12 +62,40 @@ class SpottingConfig(BaseModel):
         description="during a blink, brows and cheeks under this fraction of the lids' peak are spill",
     )
     max_regions: int = Field(3, ge=1, description="at most this many region names reported per candidate")
+    bump_lag_s: float = Field(
+        0.3, gt=0, description="region-bump: frame t is compared with frames t - lag and t + lag (latency)"
+    )
+    bump_threshold_k: float = Field(
+        8.0, gt=0, description="region-bump: a region fires when its bump exceeds median + k * MAD"
+    )
+    bump_release_k: float = Field(
+        3.0, gt=0, description="region-bump: an interval lasts while a region stays above median + k * MAD"
+    )
+    bump_frac: float = Field(
+        0.2, gt=0, lt=0.5,
+        description="region-bump: onset/offset where the bump falls under this share of its peak",
+    )
+    speech_window_s: float = Field(
+        1.0, gt=0, description="mouth activity is measured over this window (talking is sustained)"
+    )
+    speech_fraction: float = Field(
+        0.3, gt=0, le=1, description="mouth regions active in this share of the window = talking"
+    )
+    speech_gain: float = Field(
+        2.0, ge=1,
+        description="while talking, mouth regions cannot open an interval and need this times the threshold",
+    )
 
     @model_validator(mode="after")
     def _check_hysteresis(self) -> SpottingConfig:
         if self.release_k >= self.threshold_k:
             raise ValueError(
                 f"release_k ({self.release_k}) must be below threshold_k ({self.threshold_k})"
+            )
+        if self.bump_release_k >= self.bump_threshold_k:
+            raise ValueError(
+                f"bump_release_k ({self.bump_release_k}) must be below "
+                f"bump_threshold_k ({self.bump_threshold_k})"
             )
         if self.min_duration_s > self.max_duration_s:
             raise ValueError(

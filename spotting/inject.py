@@ -9,8 +9,10 @@ with ``cv2.remap`` using the backward map ``src(p) = p - w * d(p)``, so texture 
 about ``q + w * d(q)`` (exact to first order for the smooth, small fields used here).
 
 Used by the `demo` source and by the spotting benchmark. Drawing of durations is a hook
-(`DurationSampler`): `UniformDurations` here; a sampler fitted to the real annotation sheets plugs
-in without touching the rest.
+(`DurationSampler`): `UniformDurations` here, and `spotting.annotations.SheetEvents`, which draws
+real annotated events (CASME II, SAMM, CAS(ME)^3, rescaled to the video's fps) so duration,
+onset-apex-offset profile, AU combination and emotion come from one real expression.
+`render_frame` warps the active events into a video frame, anchored on that frame's landmarks.
 
 >>> import numpy as np
 >>> from engine.sources.demo import demo_landmarks  # 478x2 landmarks of the shipped demo face
@@ -376,6 +378,31 @@ def apply(
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
+def render_frame(
+    image: np.ndarray,
+    landmarks: np.ndarray | None,
+    events: Sequence[InjectedEvent],
+    index: int,
+    grid: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """``image`` (H×W[×C] uint8) of frame ``index`` with every active event of ``events`` warped in.
+
+    ``landmarks``: the 478×2 mesh tracked on this (untouched) frame, so the field follows the face as
+    it moves; None (no face) leaves the frame as it is. Each event's field is scaled by its
+    `profile` weight; overlapping events add."""
+    active = [ev for ev in events if ev.active(index)]
+    if landmarks is None or not active:
+        return image
+    total: np.ndarray | None = None
+    for ev in active:
+        w = profile(index, ev)
+        if w <= 0.0:
+            continue
+        f = displacement_field(landmarks, image.shape, ev.aus, ev.amplitude_px, ev.side) * np.float32(w)
+        total = f if total is None else total + f
+    return image if total is None else apply(image, total, 1.0, grid)
+
+
 # ---------------------------------------------------------------------------------------------
 # Drawing realistic events
 
@@ -435,8 +462,13 @@ def draw_event(
     """One event starting at frame ``onset``: emotion and AUs from ``prior``, timing from ``durations``
     (rounded to frames at ``fps``, at least one frame each side of the apex), amplitude uniform."""
     durations = durations or UniformDurations()
-    prior = prior or EmotionPrior()
-    detail, aus, side = prior.sample(rng)
+    sample_aus = getattr(durations, "sample_aus", None)
+    if prior is None and callable(sample_aus):
+        # A sampler of real annotated events (spotting.annotations.SheetEvents): AUs, emotion and
+        # timing come from the same expression.
+        detail, aus, side = sample_aus(rng)
+    else:
+        detail, aus, side = (prior or EmotionPrior()).sample(rng)
     rise_s, fall_s = durations.sample(rng)
     rise = max(1, round(rise_s * fps))
     fall = max(1, round(fall_s * fps))

@@ -94,6 +94,12 @@ class RegionMotion:
 
     def measure(self, ref: np.ndarray, ref_points: np.ndarray, cur: np.ndarray) -> np.ndarray:
         """Region motion magnitudes ``ref → cur``: shape (len(REGION_NAMES),) float32."""
+        vec = self.measure_vectors(ref, ref_points, cur)
+        return np.hypot(vec[:, 0], vec[:, 1]).astype(np.float32)
+
+    def measure_vectors(self, ref: np.ndarray, ref_points: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        """Mean residual motion vector of each region ``ref → cur``: (len(REGION_NAMES), 2) float32,
+        signal pixels, x right / y down, rigid (similarity) motion removed."""
         if self.register:
             # Cancel the global shift first (phase correlation, ~0.15 ms): DIS under-estimates a
             # shift in low-texture skin, which the rigid fit below would leave as fake local motion.
@@ -118,7 +124,7 @@ class RegionMotion:
             a, b = fit_similarity_motion(rigid_p[keep], rigid_v[keep])
         resid = vec[:n] - (ref_points[:n].astype(np.float64) @ a.T + b)
         mean = np.add.reduceat(resid, self._starts, axis=0) / self._counts[:, None]
-        return np.hypot(mean[:, 0], mean[:, 1]).astype(np.float32)
+        return mean.astype(np.float32)
 
 
 class RollingStats:

@@ -374,3 +374,34 @@ def test_spotter_rejects_bad_observations(astronaut: Face) -> None:
     bad = FaceObservation(1, 0.1, obs.landmarks, obs.crop[:, :100], obs.transform, obs.crop_landmarks)
     with pytest.raises(ValueError, match="S×S uint8"):
         sp.update(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# region-bump (spotting/bump.py) and the injector's frame rendering
+# ---------------------------------------------------------------------------------------------
+def test_region_bump_when_registered_then_created_by_name() -> None:
+    from spotting.bump import RegionBumpSpotter
+
+    sp = create_spotter(SpottingConfig(name="region-bump"), stream="s", fps=200.0)
+    assert isinstance(sp, RegionBumpSpotter) and sp.k == 60 and sp.flush() == []
+
+
+def test_region_bump_when_config_hysteresis_inverted_then_rejected() -> None:
+    with pytest.raises(ValueError, match="bump_release_k"):
+        SpottingConfig(bump_threshold_k=3.0, bump_release_k=4.0)
+
+
+def test_render_frame_when_event_active_then_pixels_move_only_inside_it() -> None:
+    from engine.sources.demo import DemoSource
+    from spotting.inject import InjectedEvent, render_frame
+
+    src = DemoSource(duration_s=1.0, events=0, size=256, noise=0.0, head_motion_px=0.0, blinks_per_min=0)
+    ev = InjectedEvent(5, 8, 12, (12,), amplitude_px=3.0)
+    img = src.base
+    assert render_frame(img, src.landmarks, [ev], 4) is img
+    assert render_frame(img, None, [ev], 8) is img
+    moved = render_frame(img, src.landmarks, [ev], 8)
+    diff = np.abs(moved.astype(int) - img.astype(int)).sum(axis=2)
+    ys, xs = np.nonzero(diff > 10)
+    mouth = src.landmarks[[61, 291]]
+    assert len(xs) > 0 and ys.min() > mouth[:, 1].min() - 60  # the change is around the mouth corners

@@ -16,3 +16,6 @@ class FaceConfig(BaseModel):
     min_presence_confidence: float = Field(0.5, ge=0, le=1)
     min_tracking_confidence: float = Field(0.5, ge=0, le=1)
     blendshapes: bool = Field(True, description="output the 52 blendshape scores")
+    reuse_max: int = Field(
+        0, ge=0, description="reuse landmarks for up to this many frames while the face is still (0 = off)"
+    )

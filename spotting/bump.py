@@ -1,0 +1,323 @@
+"""``region-bump``: an online spotter on the per-region *bump* of residual motion (feature difference).
+
+The MEGC feature-difference idea (Li et al., "Can micro-expression be recognized...", 2018; the
+MDMD baseline) written with optical flow: a micro-expression is a movement that goes out and comes
+back within a fraction of a second, so frame ``t`` differs from both frame ``t - k`` and frame
+``t + k`` in the same way, while a slow head drift or a sustained expression does not. With
+``v_t`` the residual (head motion removed) mean flow vector of each region from frame ``t - k`` to
+frame ``t``, the bump is::
+
+    b_t = (v_t - v_{t+k}) / 2  ≈  d(t) - (d(t - k) + d(t + k)) / 2
+
+where ``d`` is a region's displacement. A constant-velocity drift cancels exactly, a step (onset
+of a sustained expression) gives half, a transient of duration up to ``2k`` gives all of it. One
+DIS flow per frame (``k = bump_lag_s`` frames back), so the cost stays ~0.5 ms per frame; the
+answer comes ``k`` frames late.
+
+Each region's ``|b|`` is scored against its own rolling median / MAD over ``baseline_s`` (an
+adaptive threshold), minus a low percentile across regions (motion of the whole face). An
+interval opens when a region's score reaches ``bump_threshold_k`` and closes after ``merge_gap_s``
+below ``bump_release_k`` (hysteresis; this also merges bursts). Its extent is then delineated on
+the bump's projection onto the peak direction (the side lobes at ``±k`` point the other way):
+the frames where it stays above ``bump_frac`` of the peak, widened by the share of a
+raised-cosine profile that lies under that fraction. Micro vs macro by the resulting duration.
+
+Blinks: an eye aperture below ``blink_ratio`` of its rolling median (or MediaPipe's eyeBlink
+rising) near the interval removes the eyelid regions, and the periocular ones under
+``blink_spill`` of the lids' peak. Speech: when the mouth regions were above the release level in
+more than ``speech_fraction`` of the last ``speech_window_s`` (talking is sustained, rhythmic mouth
+motion), mouth regions cannot open an interval and their threshold is multiplied by
+``speech_gain`` in the judgement; a brow or nose movement while talking still fires.
+
+>>> from spotting.config import SpottingConfig
+>>> RegionBumpSpotter(SpottingConfig(), stream="cam0", fps=30.0).flush()
+[]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engine.face.regions import REGION_NAMES, base_of
+from engine.types import Candidate, FaceObservation, TimePoint
+from spotting.config import SpottingConfig
+from spotting.signals import (
+    EYELID_MASK,
+    PERIOCULAR_MASK,
+    RegionMotion,
+    RollingStats,
+    blink_blendshapes,
+    eye_apertures,
+    frames_for,
+)
+
+log = logging.getLogger(__name__)
+
+N_LANDMARKS = 478
+MOUTH_BASES = frozenset({"mouth_corner", "lip_upper", "lip_lower", "chin"})
+MOUTH_MASK: np.ndarray = np.array([base_of(n) in MOUTH_BASES for n in REGION_NAMES], dtype=bool)
+
+
+@dataclass(slots=True)
+class _Step:
+    """A frame whose flow from ``k`` frames earlier is known: ``v`` is (R, 2) float32 region vectors."""
+
+    obs: FaceObservation
+    v: np.ndarray
+    blink: bool
+
+
+@dataclass(slots=True)
+class _Scored:
+    """A frame whose bump is known: ``b`` (R, 2) bump vectors, ``z`` (R,) scores, ``speech`` flag."""
+
+    obs: FaceObservation
+    b: np.ndarray
+    z: np.ndarray
+    blink: bool
+    speech: bool
+
+
+class RegionBumpSpotter:
+    """The `spotting.base.Spotter` ``region-bump``; see the module docstring for the method.
+
+    ``fps`` converts every duration of ``cfg`` into frames. One instance per stream, one thread.
+    ``region_scores`` / ``region_thresholds`` hold the last scored frame's values (for plots),
+    ``scored_index`` its frame index (``k`` frames behind the newest observation).
+    """
+
+    def __init__(
+        self, cfg: SpottingConfig, stream: str, fps: float, motion: RegionMotion | None = None
+    ) -> None:
+        if not fps > 0:
+            raise ValueError(f"expected a frame rate > 0 for the spotter, got {fps!r}")
+        self.cfg = cfg
+        self.stream = stream
+        self.fps = float(fps)
+        self.motion = motion or RegionMotion(
+            cfg.signal_size, cfg.dis_preset, cfg.dis_finest_scale, cfg.register_shift
+        )
+        self.k = frames_for(cfg.bump_lag_s, fps)
+        self.hold = frames_for(cfg.merge_gap_s, fps)
+        n_base = frames_for(cfg.baseline_s, fps, minimum=8)
+        self._min_base = min(n_base, max(8, frames_for(0.5, fps)))
+        self._stats = RollingStats(len(REGION_NAMES), n_base, max(1, n_base // 60))
+        self._eye_stats = RollingStats(4, n_base, max(1, n_base // 60))
+        self._signals: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.k + 1)
+        self._steps: deque[_Step] = deque(maxlen=self.k + 1)
+        self._speech_n = frames_for(cfg.speech_window_s, fps)
+        self._mouth_hits: deque[bool] = deque(maxlen=self._speech_n)
+        self._max_len = frames_for(cfg.max_duration_s, fps)
+        # Scored frames kept for delineation: the longest interval plus the bump's side lobes.
+        self._history: deque[_Scored] = deque(maxlen=self._max_len + 4 * self.k + 2 * self.hold + 4)
+        self._open_at: int | None = None  # history position (as frame index) where the open interval began
+        self._below = 0
+        self._start_t: float | None = None
+        self._last_index: int | None = None
+        self.region_scores: np.ndarray | None = None
+        self.region_thresholds: np.ndarray | None = None
+        self.scored_index: int | None = None
+
+    # -- the Spotter protocol ---------------------------------------------------------------
+    def update(self, obs: FaceObservation) -> list[Candidate]:
+        """Feed the next observation; returns candidates whose interval closed (``k`` frames late)."""
+        self._check(obs)
+        if self._start_t is None:
+            self._start_t = obs.t
+        size = self.cfg.signal_size
+        crop = obs.crop
+        sig = crop if crop.shape[0] == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        points = self.motion.sample_points(obs.crop_landmarks, size / crop.shape[0])
+        eyes = np.concatenate([eye_apertures(obs.crop_landmarks), blink_blendshapes(obs.blendshapes)])
+        blink = self._is_blink(eyes)
+        self._eye_stats.push(eyes)
+        out: list[Candidate] = []
+        if len(self._signals) == self._signals.maxlen:
+            ref, ref_points = self._signals[0]
+            v = self.motion.measure_vectors(ref, ref_points, sig)
+            if len(self._steps) == self._steps.maxlen:
+                out = self._score(self._steps[0], v)
+            self._steps.append(_Step(obs, v, blink))
+        self._signals.append((sig, points))
+        return out
+
+    def reset(self) -> None:
+        """Forget everything (face lost): an open interval is discarded, warm-up starts again."""
+        self._signals.clear()
+        self._steps.clear()
+        self._history.clear()
+        self._mouth_hits.clear()
+        self._stats.clear()
+        self._eye_stats.clear()
+        self._open_at = None
+        self._below = 0
+        self._start_t = None
+        self._last_index = None
+        self.region_scores = self.region_thresholds = None
+        self.scored_index = None
+
+    def flush(self) -> list[Candidate]:
+        """End of stream: judge the open interval with what was scored, then reset."""
+        out: list[Candidate] = []
+        if self._open_at is not None:
+            cand = self._judge()
+            out = [cand] if cand is not None else []
+        self.reset()
+        return out
+
+    # -- internals ----------------------------------------------------------------------------
+    def _check(self, obs: FaceObservation) -> None:
+        crop = obs.crop
+        if (
+            not isinstance(crop, np.ndarray)
+            or crop.ndim != 2
+            or crop.dtype != np.uint8
+            or (crop.shape[0] != crop.shape[1])
+        ):
+            got = f"{crop.shape} {crop.dtype}" if isinstance(crop, np.ndarray) else type(crop).__name__
+            raise ValueError(f"expected an S×S uint8 grey face crop, got {got}")
+        lm = obs.crop_landmarks
+        if lm.ndim != 2 or lm.shape[0] != N_LANDMARKS or lm.shape[1] < 2:
+            raise ValueError(f"expected {N_LANDMARKS}×2 crop landmarks, got {lm.shape}")
+        if self._last_index is not None and obs.index <= self._last_index:
+            raise ValueError(
+                f"observations must arrive in frame order: frame {obs.index} after {self._last_index}"
+            )
+        self._last_index = obs.index
+
+    def _is_blink(self, eyes: np.ndarray) -> bool:
+        if self._eye_stats.count < self._min_base:
+            return False
+        med = self._eye_stats.median
+        closing = eyes[:2] < self.cfg.blink_ratio * med[:2]
+        rising = eyes[2:] - med[2:] >= self.cfg.blink_blendshape_rise
+        return bool(closing.any() or rising.any())
+
+    def _score(self, step: _Step, v_later: np.ndarray) -> list[Candidate]:
+        """The bump of ``step`` now that the flow ``k`` frames later is known; drive the interval."""
+        cfg = self.cfg
+        b = 0.5 * (step.v - v_later)
+        m = np.hypot(b[:, 0], b[:, 1]).astype(np.float32)
+        z: np.ndarray | None = None
+        if self._stats.count >= self._min_base:
+            mad = np.maximum(self._stats.mad, np.float32(cfg.mad_floor_px))
+            z = (m - self._stats.median) / mad
+            if cfg.global_percentile > 0:
+                z = z - max(0.0, float(np.percentile(z, cfg.global_percentile)))
+            z = z.astype(np.float32)
+        self._stats.push(m)
+        if z is None:
+            return []
+        self._mouth_hits.append(bool(z[MOUTH_MASK].max() >= cfg.bump_release_k))
+        speech = len(self._mouth_hits) >= self._speech_n // 2 and (
+            sum(self._mouth_hits) / len(self._mouth_hits) >= cfg.speech_fraction
+        )
+        thresholds = np.full(len(REGION_NAMES), cfg.bump_threshold_k, np.float32)
+        if speech:
+            thresholds[MOUTH_MASK] *= cfg.speech_gain
+        self.region_scores, self.region_thresholds, self.scored_index = z, thresholds, step.obs.index
+        self._history.append(_Scored(step.obs, b, z, step.blink, speech))
+        warm = step.obs.t - (self._start_t or 0.0) >= cfg.warmup_s
+        if self._open_at is None:
+            fire = z >= thresholds
+            if speech:
+                fire &= ~MOUTH_MASK
+            if warm and fire.any():
+                self._open_at = step.obs.index
+                self._below = 0
+            return []
+        if float(z.max()) >= cfg.bump_release_k:
+            self._below = 0
+        else:
+            self._below += 1
+        too_long = step.obs.index - self._open_at >= self._max_len
+        if self._below >= self.hold or too_long:
+            cand = self._judge()
+            return [cand] if cand is not None else []
+        return []
+
+    def _judge(self) -> Candidate | None:
+        """Delineate and judge the open interval; back to idle."""
+        cfg = self.cfg
+        opened = self._open_at
+        self._open_at = None
+        hist = list(self._history)
+        pos = {s.obs.index: i for i, s in enumerate(hist)}
+        i0 = pos.get(opened if opened is not None else -1, 0)
+        i1 = len(hist) - 1 - self._below  # the last frame at or above release
+        if i1 < i0:
+            return None
+        seg = hist[i0 : i1 + 1]
+        z_all = np.stack([s.z for s in seg])  # (T, R)
+        thr = np.stack(
+            [
+                np.full(len(REGION_NAMES), cfg.bump_threshold_k, np.float32)
+                * np.where(MOUTH_MASK & s.speech, cfg.speech_gain, 1.0).astype(np.float32)
+                for s in seg
+            ]
+        )
+        allowed = np.ones(len(REGION_NAMES), bool)
+        lo, hi = max(0, i0 - self.k), min(len(hist), i1 + self.k + 1)
+        if any(s.blink for s in hist[lo:hi]):
+            peaks_all = z_all.max(axis=0)
+            spill = cfg.blink_spill * float(peaks_all[EYELID_MASK].max())
+            allowed &= ~EYELID_MASK & ~(PERIOCULAR_MASK & (peaks_all < spill))
+        ratio = np.where(allowed, z_all / thr, -np.inf)  # (T, R): >= 1 fires
+        if not np.isfinite(ratio).any() or float(ratio.max()) < 1.0:
+            log.debug("interval at frame %s dropped (blink or speech only)", seg[0].obs.index)
+            return None
+        t_peak, r_peak = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        apex_i = i0 + int(t_peak)
+        active = [int(r) for r in np.argsort(-ratio[t_peak]) if ratio[t_peak, r] >= 0.5][: cfg.max_regions]
+        # Projection of the bump of the strongest regions on their peak directions, from the side
+        # lobe before to the side lobe after: positive over the movement, negative in the lobes.
+        dirs = hist[apex_i].b[active]
+        norms = np.maximum(np.hypot(dirs[:, 0], dirs[:, 1]), 1e-6)
+        lo, hi = max(0, i0 - 2 * self.k), min(len(hist), i1 + 2 * self.k + 1)
+        proj = np.array([float(np.sum((s.b[active] * dirs).sum(axis=1) / norms)) for s in hist[lo:hi]])
+        peak = proj[apex_i - lo]
+        if peak <= 0:
+            return None
+        frac = cfg.bump_frac
+        a = apex_i - lo
+        while a > 0 and proj[a - 1] >= frac * peak:
+            a -= 1
+        f = apex_i - lo
+        while f < len(proj) - 1 and proj[f + 1] >= frac * peak:
+            f += 1
+        # A raised-cosine rise is under frac of its peak for the first u0 of its length: widen by it.
+        u0 = math.acos(1.0 - 2.0 * frac) / math.pi
+        grow = u0 / max(1.0 - u0, 1e-6)
+        on_i = max(0, lo + a - round(grow * (apex_i - lo - a)))
+        off_i = min(len(hist) - 1, lo + f + round(grow * (lo + f - apex_i)))
+        o, ap, e = hist[on_i].obs, hist[apex_i].obs, hist[off_i].obs
+        duration = e.t - o.t
+        if duration < cfg.min_duration_s:
+            return None
+        names = tuple(REGION_NAMES[r] for r in active) or (REGION_NAMES[int(r_peak)],)
+        cand = Candidate(
+            candidate_id=uuid.uuid4().hex,
+            stream=self.stream,
+            onset=TimePoint(o.index, o.t),
+            apex=TimePoint(ap.index, ap.t),
+            offset=TimePoint(e.index, e.t),
+            kind="micro" if duration <= cfg.micro_max_s else "macro",
+            score=float(z_all[t_peak, r_peak]),
+            regions=names,
+            onset_face=o,
+            apex_face=ap,
+        )
+        log.debug("candidate %s frames %s-%s-%s regions %s", cand.kind, o.index, ap.index, e.index, names)
+        return cand
+
+
+def create(cfg: SpottingConfig, stream: str, fps: float) -> RegionBumpSpotter:
+    """Registry factory of ``region-bump``."""
+    return RegionBumpSpotter(cfg, stream, fps)

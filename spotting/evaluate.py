@@ -1,0 +1,476 @@
+"""MEGC spotting evaluation: interval matching, the F1 table, and the engine's spotting path over a dataset.
+
+The protocol of the MEGC spotting challenges (2019-2023): a detected interval is a true positive
+when its intersection over union with a ground-truth interval not yet matched is at least 0.5
+(``|D ∩ G| / |D ∪ G|`` in frames, both ends inclusive); every other detection is a false positive,
+every unmatched truth a false negative. Precision, recall and F1 are computed over the whole set
+(counts summed over all videos), not averaged per video. Micro and macro are reported apart: a
+truth counts by its own type, a detection by its ``kind`` (its duration).
+
+Datasets (``--dataset``; sheet from ``../shared/data/annotations``-style files, see
+`spotting.annotations`):
+
+- ``casme2_long``: CAS(ME)^2 long videos. ``--root`` holds either videos ``<root>/rawvideo/s15/
+  15_0101disgustingteeth.avi`` (also ``<root>/s15/15_0101disgustingteeth.avi``, any of .avi .mp4
+  .mov .mkv) or frame folders ``<root>/rawpic/s15/15_0101disgustingteeth/img1.jpg`` (also without
+  ``rawpic/``). The sheet's frame numbers are 1-based (``img1.jpg`` is frame 1). 30 fps.
+- ``samm_long``: SAMM long videos. ``--root`` holds frame folders ``<root>/SAMM_longvideos/006_1/
+  006_1_0001.jpg`` (also ``<root>/006_1/...``) or videos ``<root>/006_1.mp4``. Frame numbers are
+  those of the file names. 200 fps.
+
+In a frame folder the annotation frame ``n`` is the image whose file name carries the number
+``n``; in a video file it is the ``n - first_frame``-th decoded frame (``first_frame`` 1 for both
+databases).
+
+Command line::
+
+    python -m spotting.evaluate --dataset casme2_long --sheet "CAS(ME)^2code_final(Updated).csv" \
+        --root /data/CASME2_long [--plot-dir DIR] [--detections-out det.csv]
+    python -m spotting.evaluate --dataset samm_long --sheet SAMM_LongVideos_V2_Release.csv \
+        --detections det.csv        # score a detection file (video,onset,offset[,kind]) only
+
+>>> score = megc_score({"v": ([(10, 20, "micro")], [(12, 21, "micro")])})
+>>> score.overall.tp, round(score.overall.f1, 3)
+(1, 1.0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import UserError
+from engine.types import Candidate, FaceObservation, Frame
+
+log = logging.getLogger(__name__)
+
+IOU_THRESHOLD = 0.5
+VIDEO_SUFFIXES: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv")
+
+# (onset, offset, kind): frame indices, both inclusive; kind "micro" | "macro".
+Span = tuple[int, int, str]
+
+
+def iou(a: tuple[int, int], b: tuple[int, int]) -> float:
+    """Intersection over union of two inclusive frame intervals ``(onset, offset)``.
+
+    >>> iou((0, 9), (5, 14))
+    0.3333333333333333
+    """
+    inter = min(a[1], b[1]) - max(a[0], b[0]) + 1
+    if inter <= 0:
+        return 0.0
+    union = max(a[1], b[1]) - min(a[0], b[0]) + 1
+    return inter / union
+
+
+def match_intervals(
+    detections: Sequence[Span], truth: Sequence[Span], threshold: float = IOU_THRESHOLD
+) -> list[tuple[int, int]]:
+    """Pairs ``(detection index, truth index)`` of true positives in one video.
+
+    Detections are taken in onset order; each is matched to the unmatched truth of highest IoU,
+    when that IoU is at least ``threshold`` (MEGC: one truth is matched at most once).
+    """
+    used: set[int] = set()
+    pairs: list[tuple[int, int]] = []
+    for di in sorted(range(len(detections)), key=lambda i: detections[i][0]):
+        d = detections[di]
+        best, best_iou = -1, threshold
+        for gi, g in enumerate(truth):
+            if gi in used:
+                continue
+            v = iou((d[0], d[1]), (g[0], g[1]))
+            if v >= best_iou:
+                best, best_iou = gi, v
+        if best >= 0:
+            used.add(best)
+            pairs.append((di, best))
+    return pairs
+
+
+@dataclass(slots=True)
+class Counts:
+    """True positives, detections and truths of one table row; the metrics follow from them."""
+
+    tp: int = 0
+    n_det: int = 0
+    n_gt: int = 0
+
+    @property
+    def fp(self) -> int:
+        return self.n_det - self.tp
+
+    @property
+    def fn(self) -> int:
+        return self.n_gt - self.tp
+
+    @property
+    def precision(self) -> float:
+        return self.tp / self.n_det if self.n_det else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / self.n_gt if self.n_gt else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+    def add(self, other: Counts) -> None:
+        self.tp += other.tp
+        self.n_det += other.n_det
+        self.n_gt += other.n_gt
+
+
+@dataclass(slots=True)
+class MegcScore:
+    """The MEGC table: ``overall``, ``micro`` and ``macro`` counts summed over ``per_video``."""
+
+    overall: Counts = field(default_factory=Counts)
+    micro: Counts = field(default_factory=Counts)
+    macro: Counts = field(default_factory=Counts)
+    per_video: dict[str, Counts] = field(default_factory=dict)
+
+    def add_video(self, name: str, detections: Sequence[Span], truth: Sequence[Span]) -> None:
+        """Match one video's detections to its truth and add the counts."""
+        pairs = match_intervals(detections, truth)
+        row = Counts(len(pairs), len(detections), len(truth))
+        self.per_video[name] = row
+        self.overall.add(row)
+        for kind, counts in (("micro", self.micro), ("macro", self.macro)):
+            counts.tp += sum(1 for _, gi in pairs if truth[gi][2] == kind)
+            counts.n_gt += sum(1 for g in truth if g[2] == kind)
+            counts.n_det += sum(1 for d in detections if d[2] == kind)
+
+    def table(self) -> str:
+        """The table as printed by the command line and the benchmark."""
+        lines = [f"{'':8} {'TP':>5} {'FP':>5} {'FN':>5} {'precision':>9} {'recall':>7} {'F1':>6}"]
+        for name, c in (("micro", self.micro), ("macro", self.macro), ("overall", self.overall)):
+            lines.append(
+                f"{name:8} {c.tp:5d} {c.fp:5d} {c.fn:5d} {c.precision:9.4f} {c.recall:7.4f} {c.f1:6.4f}"
+            )
+        return "\n".join(lines)
+
+
+def megc_score(videos: dict[str, tuple[Sequence[Span], Sequence[Span]]]) -> MegcScore:
+    """Score ``{video: (detections, truth)}`` by the MEGC protocol (see the module docstring)."""
+    score = MegcScore()
+    for name, (det, gt) in videos.items():
+        score.add_video(name, det, gt)
+    return score
+
+
+def candidate_spans(
+    candidates: Iterable[Candidate], frame_map: Callable[[int], int] | None = None
+) -> list[Span]:
+    """(onset, offset, kind) of candidates; ``frame_map`` maps stream indices to annotation frames."""
+    f = frame_map or (lambda i: i)
+    return [(f(c.onset.frame), f(c.offset.frame), c.kind) for c in candidates]
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine's spotting path (face tracker → spotter), as engine/pipeline.py runs it
+
+
+@dataclass(slots=True)
+class SpotRun:
+    """What one pass of the spotting path produced: candidates, face frames, time spent in seconds."""
+
+    candidates: list[Candidate]
+    frames: int = 0
+    face_frames: int = 0
+    face_s: float = 0.0
+    spot_s: float = 0.0
+    scores: list[tuple[int, float, object]] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        """Frames per second of the spotting path (tracker + spotter), decoding excluded."""
+        total = self.face_s + self.spot_s
+        return self.frames / total if total > 0 else 0.0
+
+
+def run_spotting(
+    frames: Iterable[Frame],
+    track: Callable[[Frame], FaceObservation | None],
+    spotter: object,
+    keep_scores: bool = False,
+) -> SpotRun:
+    """Feed ``frames`` through ``track`` and ``spotter`` exactly as `engine.pipeline.Pipeline.run` does:
+    a lost face resets the spotter, the stream's end flushes it. With ``keep_scores`` the spotter's
+    per-frame ``region_scores`` (and ``thresholds`` when it has them) are kept for plots."""
+    run = SpotRun([])
+    had_face = False
+    for frame in frames:
+        run.frames += 1
+        t0 = time.perf_counter()
+        obs = track(frame)
+        t1 = time.perf_counter()
+        run.face_s += t1 - t0
+        if obs is None:
+            if had_face:
+                spotter.reset()  # type: ignore[attr-defined]
+            had_face = False
+            continue
+        had_face = True
+        run.face_frames += 1
+        run.candidates.extend(spotter.update(obs))  # type: ignore[attr-defined]
+        run.spot_s += time.perf_counter() - t1
+        if keep_scores:
+            z = getattr(spotter, "region_scores", None)
+            run.scores.append((frame.index, frame.t, None if z is None else (z.copy(), _thresholds(spotter))))
+    t0 = time.perf_counter()
+    run.candidates.extend(spotter.flush())  # type: ignore[attr-defined]
+    run.spot_s += time.perf_counter() - t0
+    return run
+
+
+def _thresholds(spotter: object) -> object:
+    th = getattr(spotter, "region_thresholds", None)
+    return None if th is None else th.copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets on disk
+
+
+@dataclass(frozen=True, slots=True)
+class VideoItem:
+    """One long video of a dataset: its sheet name, where its frames are, and its truth spans."""
+
+    name: str
+    path: Path
+    truth: tuple[Span, ...]
+    fps: float
+    first_frame: int = 1
+
+
+def find_media(root: Path, rel: str, prefixes: Sequence[str]) -> Path | None:
+    """The video file or frame folder of ``rel`` (e.g. ``s15/15_0101disgustingteeth``) under ``root``,
+    trying each prefix folder (``rawvideo``, ``rawpic``, ``""``) and each video suffix."""
+    for prefix in prefixes:
+        base = root / prefix / rel if prefix else root / rel
+        if base.is_dir():
+            return base
+        for suffix in VIDEO_SUFFIXES:
+            cand = base.with_name(base.name + suffix)
+            if cand.is_file():
+                return cand
+    return None
+
+
+def dataset_items(dataset: str, sheet: Path, root: Path | None) -> list[VideoItem]:
+    """The videos of ``sheet`` (a `spotting.annotations` layout) with their truth; ``root`` None keeps
+    only the names (for ``--detections``). A video of the sheet missing under ``root`` is skipped
+    with a warning; none found at all is a `UserError`."""
+    from spotting.annotations import DATASETS, read_long_sheet
+
+    if dataset not in DATASETS:
+        raise UserError(f"unknown dataset {dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
+    spec = DATASETS[dataset]
+    by_video: dict[str, list[Span]] = {}
+    for ev in read_long_sheet(sheet, dataset):
+        by_video.setdefault(ev.video, []).append((ev.onset, ev.offset, ev.kind))
+    items: list[VideoItem] = []
+    missing: list[str] = []
+    for video, spans in sorted(by_video.items()):
+        path = Path(video)
+        if root is not None:
+            found = find_media(root, video, spec.prefixes)
+            if found is None:
+                missing.append(video)
+                continue
+            path = found
+        items.append(VideoItem(video, path, tuple(spans), spec.fps))
+    if missing:
+        log.warning(
+            "%s of %s videos of %s not found under %s (e.g. %s)",
+            len(missing),
+            len(by_video),
+            sheet.name,
+            root,
+            missing[0],
+        )
+    if root is not None and not items:
+        raise UserError(
+            f"none of the {len(by_video)} videos of {sheet.name} is under {root}; expected e.g. "
+            f"{root / spec.prefixes[0] / next(iter(by_video), '?')} (a video file or a frame folder)"
+        )
+    return items
+
+
+def _frame_mapper(path: Path, source: object, first_frame: int) -> Callable[[int], int]:
+    """Stream index → annotation frame number (file-name numbers for folders, +first_frame for videos)."""
+    numbers = getattr(source, "frame_numbers", None)
+    if path.is_dir() and numbers is not None:
+        nums = list(numbers() if callable(numbers) else numbers)
+        if all(n is not None for n in nums):
+            return lambda i: int(nums[min(i, len(nums) - 1)])
+    return lambda i: i + first_frame
+
+
+def spot_item(
+    item: VideoItem,
+    face_cfg: object,
+    spot_cfg: object,
+    keep_scores: bool = False,
+    tracker_factory: Callable[[], object] | None = None,
+) -> tuple[list[Span], SpotRun]:
+    """Run the spotting path over one dataset video; spans in the sheet's frame numbering."""
+    from engine.face import create_tracker
+    from engine.sources import open_source
+    from engine.sources.config import SourceConfig
+    from spotting import create_spotter
+
+    src = open_source(SourceConfig(spec=str(item.path), fps=item.fps if item.path.is_dir() else 0.0))
+    tracker = tracker_factory() if tracker_factory else create_tracker(face_cfg)  # type: ignore[arg-type]
+    try:
+        fps = float(getattr(src, "fps", 0.0) or item.fps)
+        spotter = create_spotter(spot_cfg, stream=item.name, fps=fps)  # type: ignore[arg-type]
+        run = run_spotting(src.frames(), tracker.process, spotter, keep_scores)  # type: ignore[attr-defined]
+        mapper = _frame_mapper(item.path, src, item.first_frame)
+    finally:
+        tracker.close()  # type: ignore[attr-defined]
+        src.close()
+    return candidate_spans(run.candidates, mapper), run
+
+
+def read_detections(path: Path) -> dict[str, list[Span]]:
+    """A detection CSV: ``video,onset,offset[,kind]`` per line (a header line is allowed); kind
+    defaults to micro. Frame numbers in the sheet's numbering."""
+    out: dict[str, list[Span]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for k, row in enumerate(csv.reader(fh), 1):
+            if not row or not "".join(row).strip():
+                continue
+            try:
+                on, off = int(float(row[1])), int(float(row[2]))
+            except (IndexError, ValueError):
+                if k == 1:
+                    continue  # header
+                raise UserError(f"{path}:{k}: expected video,onset,offset[,kind], got {row!r}") from None
+            kind = row[3].strip().lower() if len(row) > 3 and row[3].strip() else "micro"
+            if kind not in ("micro", "macro"):
+                raise UserError(f"{path}:{k}: kind must be micro or macro, got {row[3]!r}")
+            out.setdefault(row[0].strip(), []).append((on, off, kind))
+    return out
+
+
+def write_detections(path: Path, detections: dict[str, list[Span]]) -> None:
+    """Write detections as `read_detections` reads them (with a header)."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["video", "onset", "offset", "kind"])
+        for video, spans in detections.items():
+            for on, off, kind in spans:
+                w.writerow([video, on, off, kind])
+
+
+def evaluate_dataset(
+    items: Sequence[VideoItem],
+    face_cfg: object,
+    spot_cfg: object,
+    plot_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[MegcScore, dict[str, list[Span]], float]:
+    """Spot every item, score by MEGC; returns (score, detections per video, spotting-path fps)."""
+    score = MegcScore()
+    dets: dict[str, list[Span]] = {}
+    frames = 0
+    secs = 0.0
+    for item in items:
+        spans, run = spot_item(item, face_cfg, spot_cfg, keep_scores=plot_dir is not None)
+        dets[item.name] = spans
+        score.add_video(item.name, spans, list(item.truth))
+        frames += run.frames
+        secs += run.face_s + run.spot_s
+        if plot_dir is not None:
+            from spotting.plot import plot_run
+
+            plot_dir.mkdir(parents=True, exist_ok=True)
+            plot_run(
+                plot_dir / (item.name.replace("/", "_") + ".png"),
+                run,
+                item.fps,
+                truth=[(on - item.first_frame, off - item.first_frame) for on, off, _ in item.truth],
+                title=item.name,
+            )
+        if progress:
+            c = score.per_video[item.name]
+            progress(f"{item.name}: {c.n_det} detections, {c.tp} TP of {c.n_gt} truths, {run.fps:.0f} fps")
+    return score, dets, frames / secs if secs > 0 else 0.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m spotting.evaluate``: the MEGC table of the engine's spotter on a long-video dataset."""
+    from spotting.annotations import DATASETS
+
+    ap = argparse.ArgumentParser(prog="python -m spotting.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    ap.add_argument("--sheet", required=True, type=Path, help="the dataset's annotation sheet (csv or xlsx)")
+    ap.add_argument("--root", type=Path, help="dataset root with the videos or frame folders")
+    ap.add_argument("--detections", type=Path, help="score this detection CSV instead of running the spotter")
+    ap.add_argument("--detections-out", type=Path, help="write the spotter's detections here")
+    ap.add_argument("--config", type=Path, help="engine TOML config (face and spotting sections)")
+    ap.add_argument("--plot-dir", type=Path, help="write one signal plot per video here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if not args.sheet.is_file():
+            raise UserError(f"annotation sheet {args.sheet} does not exist; pass --sheet FILE")
+        if args.detections is not None:
+            if not args.detections.is_file():
+                raise UserError(f"detection file {args.detections} does not exist")
+            items = dataset_items(args.dataset, args.sheet, None)
+            dets = read_detections(args.detections)
+            unknown = sorted(set(dets) - {i.name for i in items})
+            if unknown:
+                log.warning(
+                    "%s videos of the detections are not in the sheet (e.g. %s)", len(unknown), unknown[0]
+                )
+            score = megc_score({i.name: (dets.get(i.name, []), list(i.truth)) for i in items})
+            print(score.table())
+            return 0
+        if args.root is None:
+            raise UserError("pass --root DIR (the dataset's videos or frame folders) or --detections CSV")
+        if not args.root.is_dir():
+            raise UserError(f"dataset root {args.root} is not a folder")
+        face_cfg, spot_cfg = _configs(args.config)
+        items = dataset_items(args.dataset, args.sheet, args.root)
+        score, dets, fps = evaluate_dataset(items, face_cfg, spot_cfg, args.plot_dir, progress=print)
+        if args.detections_out is not None:
+            write_detections(args.detections_out, dets)
+        print(score.table())
+        print(f"spotting path: {fps:.1f} frames/s over {len(items)} videos")
+        return 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _configs(path: Path | None) -> tuple[object, object]:
+    """(FaceConfig, SpottingConfig) from an engine TOML file, or the defaults."""
+    from engine.face.config import FaceConfig
+    from spotting.config import SpottingConfig
+
+    if path is None:
+        return FaceConfig(), SpottingConfig()
+    try:
+        from engine.config import load_config
+
+        cfg = load_config(path)
+        return cfg.face, cfg.spotting
+    except ImportError:  # pragma: no cover - engine.config always ships load_config
+        raise UserError("engine.config.load_config is unavailable; run without --config") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
