@@ -11,9 +11,24 @@ class PublishConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field("tcp://127.0.0.1:5556", description="ZeroMQ PUB bind address (loopback by default)")
+    connect: bool = Field(
+        False,
+        description="connect to endpoint instead of binding it: the XSUB side of `python -m engine.proxy`",
+    )
+    curve_secret_key: str = Field(
+        "", description="CURVE: the server's NAME.key_secret (python -m engine.keys generate); empty = off"
+    )
+    curve_allow_dir: str = Field(
+        "", description="CURVE: folder of allowed clients' public NAME.key files (read at start)"
+    )
     journal: str = Field("", description="append every event as a JSON line to this file")
     journal_max_bytes: int = Field(
         0, ge=0, description="rotate the journal to <file>.1, .2, ... before it exceeds this size (0 = never)"
+    )
+    journal_fsync_s: float = Field(
+        2.0,
+        ge=0,
+        description="fsync the journal this many seconds after a write (0 = only at rotation and close)",
     )
     maps: bool = Field(True, description="send the fused map as a PNG third frame of candidate events")
     status_interval_s: float = Field(2.0, gt=0, description="seconds between status events")

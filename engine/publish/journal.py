@@ -24,6 +24,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from engine.errors import UserError
 
@@ -114,8 +115,37 @@ def segments(path: str | Path) -> list[Path]:
 
 
 def read_lines(path: str | Path) -> Iterator[str]:
-    """Every journal line (without its newline) across all segments, oldest first."""
-    for f in segments(path):
-        with open(f, encoding="utf-8", newline="\n") as fh:
-            for line in fh:
-                yield line.rstrip("\n")
+    """Every complete journal line (without its newline) across all segments, oldest first.
+
+    Safe while the publisher writes and rotates: the live file is opened before the rotated ones
+    are read, and the listing is retried if a rotation happened in between, so the result is always
+    a gap-free prefix of the journal. A last line still being written (no newline yet) is left out.
+    """
+    p = Path(path)
+    for _ in range(100):
+        before = _rotated(p)
+        try:
+            live = open(p, encoding="utf-8", newline="\n")
+        except FileNotFoundError:
+            live = None
+        if _rotated(p) == before:
+            break
+        if live is not None:
+            live.close()
+    else:  # pragma: no cover - a writer rotating faster than we can list
+        raise RuntimeError(f"journal {p} rotates too fast to read consistently")
+    try:
+        for _, f in before:
+            with open(f, encoding="utf-8", newline="\n") as fh:
+                yield from _complete(fh)
+        if live is not None:
+            yield from _complete(live)
+    finally:
+        if live is not None:
+            live.close()
+
+
+def _complete(fh: TextIO) -> Iterator[str]:
+    for line in fh:
+        if line.endswith("\n"):
+            yield line[:-1]

@@ -14,6 +14,15 @@ message is seen and counted instead of vanishing. XPUB also reports subscription
 type or stream. A message the socket refused still consumes its ``seq`` (and is in the journal), so
 a subscriber sees the gap.
 
+Durability: the journal is fsynced ``journal_fsync_s`` (default 2 s) after the first line not yet
+on disk, at every rotation and at close, so a power cut loses at most the last couple of seconds of
+journal lines; a crash of the process alone loses none (lines reach the OS as they are written).
+
+Security: ``curve_secret_key`` + ``curve_allow_dir`` make the socket a CURVE server that admits only
+the listed client keys (`engine.publish.curve`). Without them, an endpoint other than loopback
+logs one ``UNENCRYPTED`` warning line. ``connect = true`` connects the socket to the XSUB side of
+``python -m engine.proxy`` instead of binding (several engines, one address for subscribers).
+
 Slow joiners: ZeroMQ PUB/SUB delivers only to subscriptions that have reached the publisher, so a
 subscriber started together with the engine could miss the first events. The publisher thread
 therefore waits ``startup_wait_s`` after the bind before it sends the first message (events emitted
@@ -45,6 +54,7 @@ import zmq
 from engine.errors import UserError
 from engine.events import TYPES, topic
 from engine.publish.config import PublishConfig
+from engine.publish.curve import check_server_config, make_server, start_authenticator, warn_if_exposed
 from engine.publish.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -55,7 +65,8 @@ LOSSABLE_TYPES = frozenset({"candidate", "status"})
 
 _JOIN_TIMEOUT_S = 30.0
 _IDLE_WAIT_S = 0.05
-_LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1", "lo")
+_LOOPBACK_NAMES = frozenset({"localhost", "lo", "[::1]", "::1"})  # "lo": the loopback interface
+_LOOPBACK_V4 = re.compile(r"127\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,7 @@ class PublishStats:
     overflow: int  # events emit() gave up on after emit_timeout_s on a full queue (not journaled)
     queued: int  # events waiting for the publisher thread now
     journal_lines: int
+    journal_fsyncs: int  # periodic fsyncs so far (journal_fsync_s)
     subscriptions: int  # subscribe messages seen by the XPUB socket
 
     def to_json(self) -> dict[str, int]:
@@ -78,8 +90,8 @@ def is_loopback(endpoint: str) -> bool:
     """True for ipc://, inproc:// and tcp:// on a loopback address (reachable from this machine only)."""
     if not endpoint.startswith(("tcp://", "pgm://", "epgm://", "ws://", "udp://")):
         return True
-    host = endpoint.split("://", 1)[1].rsplit(":", 1)[0]
-    return host.startswith(_LOOPBACK_HOSTS)
+    host = endpoint.split("://", 1)[1].rsplit(":", 1)[0].lower()
+    return host in _LOOPBACK_NAMES or bool(_LOOPBACK_V4.fullmatch(host))
 
 
 def _check_endpoint(endpoint: str) -> None:
@@ -92,27 +104,39 @@ def _check_endpoint(endpoint: str) -> None:
 
 
 def open_pub_socket(context: zmq.Context, cfg: PublishConfig) -> zmq.Socket:
-    """An XPUB socket bound to ``cfg.endpoint`` with SNDHWM, LINGER and NODROP set.
+    """An XPUB socket on ``cfg.endpoint`` with SNDHWM, LINGER and NODROP set, CURVE when configured.
 
-    A bind failure is a `UserError` of one line. (Security options such as CURVE belong here.)
+    It binds, or with ``cfg.connect`` connects to a proxy's XSUB (`engine.proxy`). With
+    ``cfg.curve_secret_key`` the socket is a CURVE server; the caller must run the allowlist
+    authenticator (`engine.publish.curve.start_authenticator`) on ``context`` first, or every
+    client is refused. A bind failure or a bad key file is a `UserError` of one line.
     """
     _check_endpoint(cfg.endpoint)
+    check_server_config(cfg.curve_secret_key, cfg.curve_allow_dir, cfg.connect)
     sock = context.socket(zmq.XPUB)
     try:
         sock.setsockopt(zmq.SNDHWM, cfg.sndhwm)
         sock.setsockopt(zmq.LINGER, cfg.linger_ms)
         sock.setsockopt(zmq.XPUB_NODROP, 1)  # refuse (zmq.Again) instead of silently dropping at HWM
         sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # pass every subscribe, not only the first per topic
-        sock.bind(cfg.endpoint)
+        if cfg.curve_secret_key:
+            make_server(sock, cfg.curve_secret_key)
+        if cfg.connect:
+            sock.connect(cfg.endpoint)
+        else:
+            sock.bind(cfg.endpoint)
     except zmq.ZMQError as exc:
         sock.close(linger=0)
+        verb = "connect to" if cfg.connect else "bind"
         if exc.errno == errno.EADDRINUSE:
             hint = "choose another --pub"
         else:
             hint = "give an endpoint like --pub tcp://127.0.0.1:5556"
-        raise UserError(f"cannot bind {cfg.endpoint}: {zmq.strerror(exc.errno)}; {hint}") from None
-    if not is_loopback(cfg.endpoint):
-        log.warning("publishing on %s: reachable from other machines, without encryption", cfg.endpoint)
+        raise UserError(f"cannot {verb} {cfg.endpoint}: {zmq.strerror(exc.errno)}; {hint}") from None
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    warn_if_exposed(cfg.endpoint, bool(cfg.curve_secret_key), is_loopback(cfg.endpoint))
     return sock
 
 
@@ -136,13 +160,19 @@ class ZmqPublisher:
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
         self._journal: Journal | None = None
+        self._auth: Any = None
         try:
+            check_server_config(cfg.curve_secret_key, cfg.curve_allow_dir, cfg.connect)
+            if cfg.curve_secret_key:
+                self._auth = start_authenticator(self._context, cfg.curve_allow_dir)
             if cfg.journal:
                 self._journal = Journal(cfg.journal, cfg.journal_max_bytes)
             self._socket = open_pub_socket(self._context, cfg)
         except BaseException:
             if self._journal is not None:
                 self._journal.close()
+            if self._auth is not None:
+                self._auth.stop()
             if self._own_context:
                 self._context.term()
             raise
@@ -160,6 +190,9 @@ class ZmqPublisher:
         self._subscriptions = 0
         self._congested = False
         self._episode_refused = 0
+        self._synced_lines = 0
+        self._dirty_since: float | None = None
+        self._fsyncs = 0
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._thread.start()
 
@@ -207,6 +240,7 @@ class ZmqPublisher:
                 overflow=self._overflow,
                 queued=len(self._items),
                 journal_lines=self._journal.lines if self._journal else 0,
+                journal_fsyncs=self._fsyncs,
                 subscriptions=self._subscriptions,
             )
 
@@ -233,8 +267,11 @@ class ZmqPublisher:
         if self._thread.is_alive():
             # The thread still owns the socket; closing it from here is unsafe and term() would hang.
             log.error("publisher thread did not finish within %.0f s; socket left open", _JOIN_TIMEOUT_S)
-        elif self._own_context:
-            self._context.term()  # bounded: every socket is closed and LINGER is set
+        else:
+            if self._auth is not None:
+                self._auth.stop()  # its ZAP socket lives in our context: stop before term()
+            if self._own_context:
+                self._context.term()  # bounded: every socket is closed and LINGER is set
         stats = self.stats()
         if stats.refused or stats.overflow:
             log.warning(
@@ -274,6 +311,7 @@ class ZmqPublisher:
                 self._read_subscriptions()
                 for event, png in batch:
                     self._publish(event, png)
+                self._maybe_fsync()
         except BaseException as exc:  # kept and re-raised to emit()/close() callers
             log.exception("publisher thread failed")
             with self._cond:
@@ -290,6 +328,20 @@ class ZmqPublisher:
                     self._journal.close()
                 except OSError:
                     log.exception("journal close failed")
+
+    def _maybe_fsync(self) -> None:
+        """fsync the journal ``journal_fsync_s`` after the first unsynced line (bounded loss on power cut)."""
+        j = self._journal
+        if j is None or not self.cfg.journal_fsync_s or j.lines == self._synced_lines:
+            return
+        now = time.monotonic()
+        if self._dirty_since is None:
+            self._dirty_since = now
+        if now - self._dirty_since >= self.cfg.journal_fsync_s:
+            j.flush(fsync=True)
+            self._synced_lines = j.lines
+            self._dirty_since = None
+            self._fsyncs += 1
 
     def _publish(self, event: dict[str, Any], png: bytes | None) -> None:
         with self._cond:
