@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--realtime", action="store_true", default=None, help="pace files at their frame rate")
     p.add_argument("--stream", help="stream name used in topics (default: derived from the source)")
-    p.add_argument("--curve-secret-key", help="CURVE: the server's NAME.key_secret (from python -m engine.keys)")
+    p.add_argument("--curve-secret-key", help="CURVE: the server's NAME.key_secret (python -m engine.keys)")
     p.add_argument("--curve-allow-dir", help="CURVE: folder of the allowed clients' public NAME.key files")
     p.add_argument(
         "--set",
