@@ -70,6 +70,7 @@ class Pipeline:
         drain_s: float = 30.0,
         stop_reader: Callable[[], None] | None = None,
         clips: Any = None,
+        max_gap_s: float = 1.0,
     ) -> None:
         self.stream = stream
         self.frames = frames
@@ -81,6 +82,7 @@ class Pipeline:
         self.status_interval_s = status_interval_s
         self.drain_s = drain_s
         self.stop_reader = stop_reader
+        self.max_gap_s = max_gap_s
         self.clips = clips  # exporters.clips.ClipRecorder or None
         self.counters = Counters()
         self._stop = threading.Event()
@@ -107,6 +109,8 @@ class Pipeline:
             "reconnects": int(rs.get("reconnects", 0)),
             "uptime_s": round(now - self.counters.started, 3),
             "frame_queue_depth": int(rs.get("frame_queue_depth", 0)),
+            "frames_invalid": int(rs.get("frames_invalid", 0)),
+            "resolution_changes": int(rs.get("resolution_changes", 0)),
             "frames": frames,
             "candidates": self.counters.candidates,
             "worker": ws,
@@ -140,7 +144,14 @@ class Pipeline:
         had_face = False
         c = self.counters
         try:
+            last: Frame | None = None
             for frame in self.frames:
+                if last is not None and (
+                    frame.image.shape != last.image.shape or frame.t - last.t > self.max_gap_s
+                ):  # a new resolution or an outage: the motion history no longer applies
+                    self.spotter.reset()
+                    had_face = False
+                last = frame
                 t0 = time.perf_counter()
                 obs = self.track(frame)
                 if self.clips is not None:
@@ -265,13 +276,11 @@ def _build(
         realtime=cfg.source.realtime,
     )
 
-    def reader_stats() -> dict[str, float]:
-        return {
-            "fps_in": reader.fps_in,
-            "frames_dropped": reader.dropped,
-            "reconnects": getattr(source, "reconnects", 0),
-            "frame_queue_depth": reader.queue_depth,
-        }
+    def on_source_event(where: str, message: str) -> None:
+        sink.emit(error_event(stream, where, message))
+
+    if hasattr(source, "on_event"):
+        source.on_event = on_source_event
 
     pipeline = Pipeline(
         stream=stream,
@@ -280,7 +289,7 @@ def _build(
         spotter=spotter,
         worker=worker,
         sink=sink,
-        reader_stats=reader_stats,
+        reader_stats=reader.stats,
         status_interval_s=cfg.publish.status_interval_s,
         drain_s=cfg.explain.drain_s,
         stop_reader=reader.stop,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import SourceError
@@ -22,14 +23,21 @@ from engine.sources.reader import FrameReader
 
 log = logging.getLogger(__name__)
 
+EventHook = Callable[[str, str], None]  # on_event(where, message), see engine.sources.video
+
 NETWORK_SCHEMES: tuple[str, ...] = ("rtsp://", "rtsps://", "http://", "https://")
 
 
-def open_source(cfg: SourceConfig, demo: DemoConfig | None = None) -> Source:
+def open_source(
+    cfg: SourceConfig, demo: DemoConfig | None = None, on_event: EventHook | None = None
+) -> Source:
     """The source named by ``cfg.spec``: an integer is a camera index, an rtsp(s)/http(s) URL a network
     stream, a directory a frame folder (needs ``cfg.fps``), an existing file a video file, ``demo``
     the synthetic stream. ``cfg.fps`` > 0 overrides the container's rate. Raises `SourceError`
     (a `UserError`) with one line naming the problem and the fix.
+
+    ``on_event(where, message)`` receives a network stream's outages (one call each; the pipeline
+    publishes them as ``error`` events); it can also be set later as ``source.on_event``.
     """
     spec = cfg.spec.strip()
     if spec == "demo":
@@ -51,7 +59,16 @@ def open_source(cfg: SourceConfig, demo: DemoConfig | None = None) -> Source:
     if spec.lower().startswith(NETWORK_SCHEMES):
         from engine.sources.video import NetworkSource
 
-        return NetworkSource(spec, fps=cfg.fps, open_timeout_s=cfg.open_timeout_s)
+        return NetworkSource(
+            spec,
+            fps=cfg.fps,
+            open_timeout_s=cfg.open_timeout_s,
+            read_timeout_s=cfg.read_timeout_s,
+            reconnect_interval_s=cfg.reconnect_interval_s,
+            reconnect_max_interval_s=cfg.reconnect_max_interval_s,
+            reconnect_attempts=cfg.reconnect_attempts,
+            on_event=on_event,
+        )
     if not spec:
         raise SourceError(
             "no source given; pass --source with a camera index, URL, video file, folder or 'demo'"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class DemoConfig(BaseModel):
@@ -46,3 +46,23 @@ class SourceConfig(BaseModel):
     max_frames: int = Field(0, ge=0, description="stop after this many frames (0 = no limit)")
     realtime: bool = Field(False, description="pace files and folders at their frame rate, like a camera")
     open_timeout_s: float = Field(10.0, gt=0, description="how long to wait for a camera or stream to open")
+    read_timeout_s: float = Field(
+        5.0, gt=0, description="an rtsp/http stream with no frame for this long is treated as dropped"
+    )
+    reconnect_interval_s: float = Field(
+        0.5, gt=0, description="wait before the first reconnect attempt; doubles with every failed attempt"
+    )
+    reconnect_max_interval_s: float = Field(
+        10.0, gt=0, description="cap of the wait between reconnect attempts (at least reconnect_interval_s)"
+    )
+    reconnect_attempts: int = Field(
+        0, ge=0, description="failed reconnect attempts in a row before the stream is given up (0 = forever)"
+    )
+
+    @field_validator("reconnect_max_interval_s")
+    @classmethod
+    def _cap_not_below_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("reconnect_interval_s")
+        if interval is not None and value < interval:
+            raise ValueError(f"a number >= reconnect_interval_s ({interval:g})")
+        return value

@@ -1,7 +1,8 @@
 """A folder of frame images (CASME II style ``img1.jpg`` … ``img46.jpg``), in numeric order.
 
 Folders carry no timing, so the frame rate must be given: ``t = index / fps``. Names are sorted by
-their numbers (``img2`` before ``img10``), not as strings.
+their numbers (``img2`` before ``img10``), not as strings. An image that does not decode is
+skipped and counted (``frames_invalid``); its index stays unused, so indices keep matching files.
 
 >>> src = FolderSource("CASME2/sub01/EP02_01f", fps=200)  # doctest: +SKIP
 """
@@ -17,13 +18,14 @@ from pathlib import Path
 import cv2
 
 from engine.errors import SourceError, UserError
-from engine.sources.video import as_bgr
+from engine.sources.check import FrameCheck
 from engine.types import Frame
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 _NUM = re.compile(r"(\d+)")
+_PROBE = 5  # at open, one of the first few files must decode, or this is not a frame folder
 
 
 def natural_key(name: str) -> tuple[object, ...]:
@@ -59,14 +61,27 @@ class FolderSource:
             raise SourceError(
                 f"frame folder {p} holds no jpg/png/bmp images; point --source at the frames' folder"
             )
-        first = cv2.imread(str(self.paths[0]), cv2.IMREAD_UNCHANGED)
-        if first is None:
+        if not any(cv2.imread(str(f), cv2.IMREAD_UNCHANGED) is not None for f in self.paths[:_PROBE]):
             raise SourceError(
                 f"{self.paths[0]} is not an image OpenCV can decode; remove it or fix the folder"
             )
         self.name = p.name
         self.fps: float | None = float(fps)
+        self.check = FrameCheck(self.name)
         self._closed = threading.Event()
+
+    @property
+    def frames_invalid(self) -> int:
+        """Files skipped because they did not decode (or decoded to no usable image)."""
+        return self.check.invalid
+
+    @property
+    def frames_converted(self) -> int:
+        return self.check.converted
+
+    @property
+    def resolution_changes(self) -> int:
+        return self.check.resolution_changes
 
     @property
     def frame_numbers(self) -> list[int | None]:
@@ -82,10 +97,11 @@ class FolderSource:
         for index, path in enumerate(self.paths):
             if self._closed.is_set():
                 return
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            image = self.check(cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
             if image is None:
-                raise SourceError(f"{path} is not an image OpenCV can decode; remove it or fix the folder")
-            yield Frame(index, index / fps, as_bgr(image))
+                log.warning("frame folder %s: %s does not decode; skipped", self.name, path.name)
+                continue
+            yield Frame(index, index / fps, image)
 
     def close(self) -> None:
         self._closed.set()

@@ -37,7 +37,8 @@ class FrameReader:
     ``max_frames`` > 0 stops after that many frames; ``realtime`` paces non-live sources at their
     own ``t`` like a camera. Iterating yields frames until end of stream (then re-raises the first
     source error, if any) or until `stop`. Counters: ``frames_read``, ``dropped``, ``fps_in``,
-    ``queue_depth``. The thread starts on first iteration or `start`.
+    ``queue_depth``, and the source's ``frames_invalid``, ``resolution_changes``, ``reconnects``
+    (all in `stats`). The thread starts on first iteration or `start`.
     """
 
     def __init__(
@@ -115,6 +116,32 @@ class FrameReader:
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def frames_invalid(self) -> int:
+        """Frames the source skipped as undecodable or unusable (0 for sources that never skip)."""
+        return int(getattr(self.source, "frames_invalid", 0))
+
+    @property
+    def resolution_changes(self) -> int:
+        """Times the frame size changed mid-stream (the pipeline restarts its spotter there)."""
+        return int(getattr(self.source, "resolution_changes", 0))
+
+    @property
+    def reconnects(self) -> int:
+        """Times a network source came back after an outage."""
+        return int(getattr(self.source, "reconnects", 0))
+
+    def stats(self) -> dict[str, float]:
+        """The reader's figures for a ``status`` event, keyed as the pipeline's ``reader_stats``."""
+        return {
+            "fps_in": self.fps_in,
+            "frames_dropped": self.dropped,
+            "frame_queue_depth": self.queue_depth,
+            "reconnects": self.reconnects,
+            "frames_invalid": self.frames_invalid,
+            "resolution_changes": self.resolution_changes,
+        }
 
     @property
     def ended(self) -> bool:

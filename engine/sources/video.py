@@ -5,6 +5,13 @@ files), made relative to the first frame. When a container gives none or they st
 files fall back to ``index / fps`` and live sources to the monotonic clock, continuing from the
 last good time so ``t`` never jumps back.
 
+Faults (issue 6): every image goes through a `FrameCheck` (odd layouts converted, broken frames
+skipped and counted); a file with undecodable frames in the middle runs to its end. A network
+stream that ends, fails, or delivers no frame for ``read_timeout_s`` is an outage: the source
+reports it once through ``on_event("source", message)``, reconnects with capped exponential
+backoff, counts ``reconnects``, and continues ``t`` from the last frame's ``t`` plus the
+wall-clock gap, so time never goes back across the outage.
+
 >>> src = VideoFileSource("clip.mp4")  # doctest: +SKIP
 >>> next(iter(src.frames())).image.shape  # doctest: +SKIP
 (360, 640, 3)
@@ -12,39 +19,42 @@ last good time so ``t`` never jumps back.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import queue
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from engine.errors import SourceError
+from engine.sources.check import FrameCheck, as_bgr
 from engine.types import Frame
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 30.0  # used for timing only when neither the container nor the user gives a rate
 _MAX_SANE_FPS = 2000.0
+# Consecutive failed reads that end a source. A failed read inside a damaged file consumes one
+# frame and decoding goes on; at the real end every read fails at once, so 250 costs nothing.
+_MAX_BAD_RUN_FILE = 250
+_MAX_BAD_RUN_CAMERA = 5
+_MAX_BAD_RUN_STREAM = 3  # a network capture that fails 3 reads in a row has lost its stream
+_WAIT_S = 0.25  # waits are sliced so close() is noticed within this time
 
+EventHook = Callable[[str, str], None]
+"""``on_event(where, message)``: how a source reports an outage (the pipeline turns it into an
+``error`` event); called on the reader thread."""
 
-def as_bgr(image: np.ndarray) -> np.ndarray:
-    """H×W×3 uint8 BGR from what a capture returns (grey H×W or H×W×1, BGRA H×W×4, 16-bit)."""
-    if image.dtype != np.uint8:
-        if image.dtype == np.uint16:
-            image = (image >> 8).astype(np.uint8)
-        else:
-            image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return image
-    raise SourceError(f"unsupported frame layout {image.shape}; expected grey, BGR or BGRA images")
+__all__ = [
+    "CameraSource", "EventHook", "NetworkSource", "StreamClock", "StreamLost", "VideoFileSource",
+    "as_bgr", "backoff_delay", "sane_fps",
+]
 
 
 def sane_fps(value: float) -> float | None:
@@ -124,11 +134,15 @@ def _looks_like_text(path: Path, probe: int = 8192) -> bool:
     return True
 
 
-def _open_capture(target: int | str, timeout_s: float) -> cv2.VideoCapture:
-    """A VideoCapture with open/read timeouts where the backend supports them (FFmpeg for URLs)."""
-    ms = int(timeout_s * 1000)
+def _open_capture(
+    target: int | str, timeout_s: float, read_timeout_s: float | None = None
+) -> cv2.VideoCapture:
+    """A VideoCapture with open/read timeouts where the backend supports them (FFmpeg for URLs):
+    FFmpeg's interrupt callback then ends a blocked open or read after the timeout."""
     if isinstance(target, str) and "://" in target:
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        read_ms = int((read_timeout_s if read_timeout_s is not None else timeout_s) * 1000)
+        open_ms = int(timeout_s * 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms]
         return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
     return cv2.VideoCapture(target)
 
@@ -141,29 +155,61 @@ def _redact(url: str) -> str:
     return url
 
 
+def backoff_delay(attempt: int, interval_s: float, cap_s: float) -> float:
+    """Capped exponential backoff: ``interval_s`` before attempt 1, doubling, never above ``cap_s``.
+
+    >>> [backoff_delay(k, 0.5, 3.0) for k in range(1, 6)]
+    [0.5, 1.0, 2.0, 3.0, 3.0]
+    """
+    if attempt < 1:
+        raise ValueError(f"expected attempt >= 1, got {attempt}")
+    return min(interval_s * 2.0 ** min(attempt - 1, 60), cap_s)
+
+
+class StreamLost(RuntimeError):
+    """A network stream that did not come back within the configured reconnect attempts."""
+
+
 class _CaptureSource:
     """Shared reading loop: one capture, frames with ``t`` from `StreamClock`, closable from any thread.
 
     ``close()`` only sets a flag: the capture is released by the reading thread itself (releasing
-    it under a concurrent ``read()`` can crash OpenCV).
+    it under a concurrent ``read()`` can crash OpenCV). Counters for the status: ``frames_invalid``,
+    ``frames_converted``, ``resolution_changes`` (from ``check``) and ``reconnects``.
     """
 
     live: bool = False
+    max_bad_run: int = _MAX_BAD_RUN_FILE
 
     def __init__(self, name: str, fps_override: float = 0.0) -> None:
         self.name = name
         self.fps_override = fps_override
         self.fps: float | None = None
         self.reconnects = 0
+        self.check = FrameCheck(name)
         self._closed = threading.Event()
+        self._lock = threading.Lock()  # hands the primed capture over to frames() or close(), not both
         self._cap: cv2.VideoCapture | None = None
         self._first: np.ndarray | None = None  # decoded while opening, to prove the source works
         self._first_ms = math.nan
 
+    @property
+    def frames_invalid(self) -> int:
+        """Frames skipped: undecodable in the middle of the stream, empty, or no image layout."""
+        return self.check.invalid
+
+    @property
+    def frames_converted(self) -> int:
+        return self.check.converted
+
+    @property
+    def resolution_changes(self) -> int:
+        return self.check.resolution_changes
+
     def _prime(self, cap: cv2.VideoCapture, what: str, fix: str) -> None:
         """Decode the first frame now so a broken source fails at open time with one line."""
         ok, image = cap.read()
-        if not ok or image is None:
+        if not ok or image is None or image.size == 0:
             cap.release()
             raise SourceError(f"{what} opened but gave no frame; {fix}")
         self._cap = cap
@@ -172,45 +218,74 @@ class _CaptureSource:
         nominal = sane_fps(cap.get(cv2.CAP_PROP_FPS))
         self.fps = self.fps_override if self.fps_override > 0 else nominal
 
-    def _reopen(self) -> cv2.VideoCapture | None:
-        """A fresh capture after a read failure (live streams); None ends the stream."""
-        return None
+    def _take_primed(self) -> tuple[cv2.VideoCapture | None, np.ndarray | None, float]:
+        """The primed capture and first image, now owned by the caller (None after close)."""
+        with self._lock:
+            cap, first, ms = self._cap, self._first, self._first_ms
+            self._cap, self._first = None, None
+        return cap, first, ms
 
     def frames(self) -> Iterator[Frame]:
+        """Frames to the end. A failed read consumes a frame index and decoding goes on; only
+        `max_bad_run` failures in a row end the source (failures followed by a frame are counted
+        in ``frames_invalid``)."""
         clock = StreamClock(self.fps, self.live, self.fps_override)
-        cap = self._cap
-        index = 0
+        cap, first, first_ms = self._take_primed()
+        index = 0  # of the next frame
+        bad = 0
+        last_ms = first_ms
         try:
-            if self._first is not None and cap is not None:
-                image, ms, self._first = self._first, self._first_ms, None
-                yield Frame(index, clock(index, ms), as_bgr(image))
+            if first is not None:
+                image = self.check(first)
+                if image is not None:
+                    yield Frame(index, clock(index, first_ms), image)
                 index += 1
             while cap is not None and not self._closed.is_set():
-                ok, image = cap.read()
-                if not ok or image is None:
-                    cap.release()
-                    cap = self._cap = self._reopen()
+                ok, raw = cap.read()
+                if not ok or raw is None:
+                    bad += 1
+                    if bad >= self.max_bad_run:
+                        break
                     continue
-                yield Frame(index, clock(index, cap.get(cv2.CAP_PROP_POS_MSEC)), as_bgr(image))
+                ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+                if bad:
+                    skipped = self._skipped(bad, last_ms, ms)
+                    log.warning("source %s: %s undecodable frame(s) before frame %s skipped",
+                                self.name, skipped, index + skipped)
+                    self.check.invalid += skipped
+                    index += skipped
+                    bad = 0
+                last_ms = ms
+                image = self.check(raw)
+                if image is not None:
+                    yield Frame(index, clock(index, ms), image)
                 index += 1
         finally:
             if cap is not None:
                 cap.release()
-            self._cap = None
+
+    def _skipped(self, failed_reads: int, last_ms: float, ms: float) -> int:
+        """Frames lost in a damaged stretch: at least the failed reads, more when the timestamps
+        say so (a failed read can swallow several packets), so indices keep matching the file."""
+        rate = self.fps_override or self.fps
+        if not rate or not (math.isfinite(last_ms) and math.isfinite(ms)) or ms <= last_ms:
+            return failed_reads
+        by_time = round((ms - last_ms) / 1000.0 * rate) - 1
+        return max(failed_reads, by_time)
 
     def close(self) -> None:
         self._closed.set()
-        if self._cap is not None and self._first is not None:
-            # Never iterated: nobody else holds the capture, release it here.
-            self._cap.release()
-            self._cap = None
-            self._first = None
+        cap, _, _ = self._take_primed()  # never iterated: nobody else holds the capture
+        if cap is not None:
+            cap.release()
 
 
 class VideoFileSource(_CaptureSource):
-    """A video file decoded by OpenCV; never dropped by the reader (``live`` False)."""
+    """A video file decoded by OpenCV; never dropped by the reader (``live`` False). Undecodable
+    frames in the middle (a damaged file) are skipped and counted; the file runs to its end."""
 
     live = False
+    max_bad_run = _MAX_BAD_RUN_FILE
 
     def __init__(self, path: str | Path, fps: float = 0.0) -> None:
         p = Path(path)
@@ -226,14 +301,15 @@ class VideoFileSource(_CaptureSource):
         if not cap.isOpened() or _fourcc(cap) in _TEXT_CODECS:
             cap.release()
             raise SourceError(not_video)
-        self._prime(cap, f"video file {p}", "check that the file is a complete, readable video")
         self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self._prime(cap, f"video file {p}", "check that the file is a complete, readable video")
 
 
 class CameraSource(_CaptureSource):
     """A local camera by index (``cv2.VideoCapture(0)``); live: the reader drops the oldest frame."""
 
     live = True
+    max_bad_run = _MAX_BAD_RUN_CAMERA
 
     def __init__(self, index: int, fps: float = 0.0, open_timeout_s: float = 10.0) -> None:
         super().__init__(f"cam{index}", fps)
@@ -246,39 +322,275 @@ class CameraSource(_CaptureSource):
         self._prime(cap, f"camera {index}", "check that no other program is using it")
 
 
-class NetworkSource(_CaptureSource):
-    """An rtsp(s):// or http(s):// stream through FFmpeg, reopened up to ``max_reconnects`` times
-    after a read failure (``reconnects`` counts them); live: the reader drops the oldest frame."""
+_Item = tuple[bool, "np.ndarray | None", float]  # (read ok, image, CAP_PROP_POS_MSEC)
 
-    live = True
+
+_SESSIONS: weakref.WeakSet[_Session] = weakref.WeakSet()
+_EXIT_JOIN_S = 5.0  # at interpreter exit, wait this long in all for capture threads to leave FFmpeg
+
+
+@atexit.register
+def _end_sessions() -> None:
+    """Abandon every capture thread and wait (bounded) until each has left its native read.
+
+    A daemon thread that returns from FFmpeg into Python while the interpreter finalizes is
+    unwound by pthread_exit through OpenCV's catch-all handlers, which aborts the process
+    ("FATAL: exception not rethrown"): a clean exit 0 needs the threads gone before that.
+    """
+    sessions = list(_SESSIONS)
+    for session in sessions:
+        session.abandon()
+    deadline = time.monotonic() + _EXIT_JOIN_S
+    for session in sessions:
+        session.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Session:
+    """One connection to a stream, read on its own daemon thread.
+
+    This is the watchdog: the source waits on ``get`` with a deadline, so a ``read()`` stuck in
+    native code (a camera that resets without end of stream) can never stall the source. An
+    abandoned session releases its capture as soon as its read returns (FFmpeg's read timeout
+    bounds that). ``get`` returns an `_Item`, None when the connection failed or ended, or
+    `_Session.TIMEOUT`.
+    """
+
+    TIMEOUT = object()
 
     def __init__(
-        self, url: str, fps: float = 0.0, open_timeout_s: float = 10.0, max_reconnects: int = 3
+        self, url: str, name: str, open_timeout_s: float, read_timeout_s: float,
+        cap: cv2.VideoCapture | None = None,
     ) -> None:
+        self.url = url
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self._cap = cap
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=4)
+        self._abandoned = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"capture-{name}", daemon=True)
+        _SESSIONS.add(self)
+        self._thread.start()
+
+    def _offer(self, item: _Item | None) -> bool:
+        while not self._abandoned.is_set():
+            try:
+                self._queue.put(item, timeout=_WAIT_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        cap = self._cap
+        self._cap = None
+        try:
+            if cap is None:
+                cap = _open_capture(self.url, self.open_timeout_s, self.read_timeout_s)
+                if not cap.isOpened():
+                    self._offer(None)
+                    return
+            while not self._abandoned.is_set():
+                ok, image = cap.read()
+                ms = cap.get(cv2.CAP_PROP_POS_MSEC) if ok else math.nan
+                if not self._offer((bool(ok), image, ms)):
+                    return
+        except Exception:  # a capture that throws is a lost connection, never a dead reader
+            log.exception("capture of %s failed", _redact(self.url))
+            self._offer(None)
+        finally:
+            if cap is not None:
+                cap.release()
+
+    def get(self, timeout: float, closed: threading.Event) -> object:
+        """The next item, None, or `TIMEOUT` after ``timeout`` seconds or once ``closed`` is set."""
+        deadline = time.monotonic() + timeout
+        while not closed.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                return self._queue.get(timeout=min(_WAIT_S, remaining))
+            except queue.Empty:
+                continue
+        return self.TIMEOUT
+
+    def abandon(self) -> None:
+        """Stop reading: the thread releases its capture once its current open or read returns."""
+        self._abandoned.set()
+
+    def join(self, timeout: float) -> bool:
+        """True when the thread has ended within ``timeout`` seconds."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class NetworkSource(_CaptureSource):
+    """An rtsp(s):// or http(s):// stream through FFmpeg that survives outages; live: the reader
+    drops the oldest frame.
+
+    An outage is a stream that ends, fails ``_MAX_BAD_RUN_STREAM`` reads in a row, or delivers no
+    frame for ``read_timeout_s``. Each outage calls ``on_event("source", message)`` once, then the
+    source reconnects: attempt k waits ``min(reconnect_interval_s * 2**(k-1), reconnect_max_interval_s)``;
+    ``reconnect_attempts`` failed attempts in a row (0 = never give up) raise `StreamLost`. An
+    attempt succeeds when the new connection delivers a frame; ``reconnects`` counts those. Frame
+    indices continue, and ``t`` continues from the last frame's ``t`` plus the wall-clock gap.
+    MJPEG over HTTP carries no timestamps: there ``t`` is the wall clock (``wall_clock`` True).
+    Also counted: ``outages``; ``last_outage_s`` is the time from losing the stream to its next frame.
+
+    >>> src = NetworkSource("rtsp://127.0.0.1:8554/face", read_timeout_s=3)  # doctest: +SKIP
+    >>> src.on_event = lambda where, message: print(where, message)  # doctest: +SKIP
+    """
+
+    live = True
+    max_bad_run = _MAX_BAD_RUN_STREAM
+
+    def __init__(
+        self,
+        url: str,
+        fps: float = 0.0,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+        reconnect_interval_s: float = 0.5,
+        reconnect_max_interval_s: float = 10.0,
+        reconnect_attempts: int = 0,
+        on_event: EventHook | None = None,
+    ) -> None:
+        for label, value in (("open_timeout_s", open_timeout_s), ("read_timeout_s", read_timeout_s),
+                             ("reconnect_interval_s", reconnect_interval_s)):
+            if not value > 0:
+                raise ValueError(f"expected {label} > 0, got {value}")
+        if reconnect_max_interval_s < reconnect_interval_s or reconnect_attempts < 0:
+            raise ValueError(
+                f"expected reconnect_max_interval_s >= reconnect_interval_s and reconnect_attempts >= 0, got "
+                f"{reconnect_max_interval_s}, {reconnect_interval_s}, {reconnect_attempts}"
+            )
         shown = _redact(url)
         super().__init__(shown, fps)
         self.url = url
         self.open_timeout_s = open_timeout_s
-        self.max_reconnects = max_reconnects
-        cap = _open_capture(url, open_timeout_s)
+        self.read_timeout_s = read_timeout_s
+        self.reconnect_interval_s = reconnect_interval_s
+        self.reconnect_max_interval_s = reconnect_max_interval_s
+        self.reconnect_attempts = reconnect_attempts
+        self.on_event = on_event
+        self.outages = 0
+        self.last_outage_s = 0.0
+        cap = _open_capture(url, open_timeout_s, read_timeout_s)
         if not cap.isOpened():
             cap.release()
             raise SourceError(
                 f"stream {shown} did not open within {open_timeout_s:g} s; check the URL, the network "
                 "and the credentials"
             )
+        # MJPEG over HTTP has no timestamps: FFmpeg invents 25 fps ones, so t follows the wall clock.
+        self.wall_clock = url.lower().startswith(("http://", "https://")) and _fourcc(cap) == "mjpg"
         self._prime(cap, f"stream {shown}", "check that the URL points at a video stream")
+        if self.wall_clock and fps <= 0:
+            self.fps = None
 
-    def _reopen(self) -> cv2.VideoCapture | None:
-        while self.reconnects < self.max_reconnects and not self._closed.is_set():
-            self.reconnects += 1
-            log.warning(
-                "stream %s lost; reconnecting (%s of %s)", self.name, self.reconnects, self.max_reconnects
-            )
-            if self._closed.wait(min(2.0 ** (self.reconnects - 1), 8.0)):
-                return None
-            cap = _open_capture(self.url, self.open_timeout_s)
-            if cap.isOpened():
-                return cap
-            cap.release()
-        return None
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before reconnect attempt ``attempt`` (1-based)."""
+        return backoff_delay(attempt, self.reconnect_interval_s, self.reconnect_max_interval_s)
+
+    def frames(self) -> Iterator[Frame]:
+        cap, first, first_ms = self._take_primed()
+        if cap is None:
+            return
+        session: _Session | None = _Session(
+            self.url, self.name, self.open_timeout_s, self.read_timeout_s, cap
+        )
+        pending: _Item | None = (True, first, first_ms)
+        index = 0
+        last: tuple[float, float] | None = None  # (t, monotonic time) of the last frame yielded
+        try:
+            while session is not None:
+                clock = StreamClock(self.fps, True, self.fps_override)
+                seg_index, offset, bad = 0, None, 0
+                deadline = time.monotonic() + self.read_timeout_s
+                reason = ""
+                while True:
+                    if pending is not None:
+                        item: object = pending
+                        pending = None
+                    else:
+                        item = session.get(deadline - time.monotonic(), self._closed)
+                    if self._closed.is_set():
+                        return
+                    if item is _Session.TIMEOUT:
+                        reason = f"no frame for {self.read_timeout_s:g} s"
+                        break
+                    if item is None:
+                        reason = "the connection failed"
+                        break
+                    ok, raw, ms = item  # type: ignore[misc]
+                    if not ok or raw is None:
+                        bad += 1
+                        if bad >= self.max_bad_run:
+                            reason = "end of stream"
+                            break
+                        continue
+                    if bad:
+                        self.check.invalid += bad
+                        bad = 0
+                    image = self.check(raw)
+                    if image is None:
+                        continue  # counted; the deadline still runs, so only-broken frames is an outage
+                    now = time.monotonic()
+                    deadline = now + self.read_timeout_s
+                    ts = clock(seg_index, math.nan if self.wall_clock else ms)
+                    seg_index += 1
+                    if offset is None:  # first frame of this connection: continue t across the gap
+                        offset = 0.0 if last is None else last[0] + (now - last[1]) - ts
+                    t = offset + ts
+                    if last is not None and t <= last[0]:
+                        t = last[0] + 1e-6
+                    last = (t, now)
+                    yield Frame(index, t, image)
+                    index += 1
+                session.abandon()
+                session = None
+                session, pending = self._reconnect(reason)
+        finally:
+            if session is not None:
+                session.abandon()
+
+    def _report(self, message: str) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event("source", message)
+        except Exception:  # reporting must never break reading
+            log.exception("on_event hook failed for %s", self.name)
+
+    def _reconnect(self, reason: str) -> tuple[_Session | None, _Item | None]:
+        """One outage: report it, retry with backoff until a connection delivers a frame.
+        (None, None) when closed meanwhile; raises `StreamLost` after ``reconnect_attempts`` failures."""
+        self.outages += 1
+        lost_at = time.monotonic()
+        limit = self.reconnect_attempts
+        log.warning("stream %s lost: %s; reconnecting", self.name, reason)
+        self._report(f"stream {self.name} lost: {reason}; reconnecting")
+        attempt = 0
+        while not self._closed.is_set():
+            attempt += 1
+            if limit and attempt > limit:
+                raise StreamLost(
+                    f"stream {self.name} lost ({reason}) and not back after {limit} reconnect attempts; "
+                    "check the camera and the network, or raise source.reconnect_attempts (0 = forever)"
+                )
+            if self._closed.wait(self.backoff(attempt)):
+                break
+            session = _Session(self.url, self.name, self.open_timeout_s, self.read_timeout_s)
+            item = session.get(self.open_timeout_s + self.read_timeout_s, self._closed)
+            while isinstance(item, tuple) and not item[0]:  # failed reads right after opening
+                item = session.get(self.read_timeout_s, self._closed)
+            if isinstance(item, tuple):
+                self.reconnects += 1
+                self.last_outage_s = time.monotonic() - lost_at
+                log.warning(
+                    "stream %s back after %.2f s (attempt %s)", self.name, self.last_outage_s, attempt
+                )
+                return session, item
+            session.abandon()
+            log.info("stream %s: reconnect attempt %s failed", self.name, attempt)
+        return None, None
