@@ -40,6 +40,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.errors import UserError
 from training.records import MERecord, SheetIssue, megc3_of, parse_au_string
@@ -79,56 +80,21 @@ def _pad(width: int) -> Callable[[str], str]:
     return fmt
 
 
+def _framed(name: str, emotion: str, aus: str, fps: float | None, **options: Any) -> Layout:
+    """A layout with the CASME II frame columns: Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame."""
+    return Layout(
+        name, "subject", "filename", "onsetframe", "apexframe", "offsetframe", emotion, aus, fps, **options
+    )
+
+
 LAYOUTS: dict[str, Layout] = {
-    "casme2": Layout(
-        "casme2",
-        "subject",
-        "filename",
-        "onsetframe",
-        "apexframe",
-        "offsetframe",
-        "estimatedemotion",
-        "actionunits",
-        200.0,
-        zero_is_unknown=True,
-        subject_format=_pad(2),
+    "casme2": _framed(
+        "casme2", "estimatedemotion", "actionunits", 200.0, zero_is_unknown=True, subject_format=_pad(2)
     ),
-    "samm": Layout(
-        "samm",
-        "subject",
-        "filename",
-        "onsetframe",
-        "apexframe",
-        "offsetframe",
-        "estimatedemotion",
-        "actionunits",
-        200.0,
-        subject_format=_pad(3),
-    ),
+    "samm": _framed("samm", "estimatedemotion", "actionunits", 200.0, subject_format=_pad(3)),
     "casme3": Layout("casme3", "subject", "filename", "onset", "apex", "offset", "emotion", "au", 30.0),
-    "dfme": Layout(
-        "dfme",
-        "subject",
-        "filename",
-        "onsetframe",
-        "apexframe",
-        "offsetframe",
-        "emotion",
-        "au",
-        None,
-        fps_column="fps",
-    ),
-    "mmew": Layout(
-        "mmew",
-        "subject",
-        "filename",
-        "onsetframe",
-        "apexframe",
-        "offsetframe",
-        "estimatedemotion",
-        "actionunits",
-        90.0,
-    ),
+    "dfme": _framed("dfme", "emotion", "au", None, fps_column="fps"),
+    "mmew": _framed("mmew", "estimatedemotion", "actionunits", 90.0),
     "smic": Layout("smic", "subject", "clip", "onsetframe", "apexframe", "offsetframe", "label", None, 100.0),
 }
 

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
+from engine.explain.hf_common import check_unused, to_explanation
 from engine.explain.prompts import check_language, vlm_prompt
-from engine.explain.vlm import check_unused, to_explanation
 from engine.types import Evidence, Explanation
 
 log = logging.getLogger(__name__)

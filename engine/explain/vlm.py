@@ -15,170 +15,47 @@ engine.errors.UserError: vlm model folder '/no/such/folder' does not exist; ...
 
 from __future__ import annotations
 
-import gc
-import json
-import logging
-import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from engine.errors import UserError
-from engine.explain.parser import parse_answer
-from engine.explain.prompts import check_language, vlm_prompt
-from engine.types import Evidence, Explanation
-
-log = logging.getLogger(__name__)
-
-# Keys the engine may pass to any explainer (ExplainConfig fields); an explainer ignores the ones
-# that do not apply while they are empty, and refuses them when set (a user mistake).
-COMMON_PARAMS = frozenset(
-    {
-        "model",
-        "adapter",
-        "endpoint",
-        "device",
-        "dtype",
-        "max_new_tokens",
-        "language",
-        "timeout_s",
-        "retries",
-        "api_key_env",
-        "temperature",
-        "concurrency",
-        "threads",
-    }
+from engine.explain.hf_common import (
+    COMMON_PARAMS,
+    DTYPES,
+    LocalExplainer,
+    check_adapter_folder,
+    check_model_folder,
+    check_unused,
+    explainer_name,
+    load_adapter,
+    load_failure,
+    resolve_device,
+    resolve_dtype,
+    set_cpu_threads,
+    to_explanation,
 )
-DTYPES = ("auto", "bfloat16", "float16", "float32", "bf16", "fp16", "fp32")
+from engine.explain.prompts import vlm_prompt
+from engine.types import Evidence
 
-
-def check_unused(explainer: str, unused: Mapping[str, Any]) -> None:
-    """Accept the other explainers' options (one config section builds any explainer); refuse unknown keys.
-
-    An option meant for another explainer is ignored, with a log line when it carries a value.
-    """
-    for key, value in unused.items():
-        if key not in COMMON_PARAMS:
-            raise TypeError(f"{explainer} explainer got an unexpected parameter {key!r}")
-        if key in ("model", "adapter", "endpoint") and value:
-            log.info("%s explainer ignores %s (it applies to other explainers)", explainer, key)
-
-
-def check_model_folder(path: str, explainer: str, need: Sequence[str] = ()) -> Path:
-    """The local model folder ``path``, checked: exists, has a config.json naming a model type.
-
-    ``need``: groups of file names (``"a|b"``) of which one must exist (tokenizer, processor).
-    """
-    if not path:
-        raise UserError(f"the {explainer} explainer needs a local model folder: pass --model PATH")
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise UserError(
-            f"{explainer} model folder {str(folder)!r} does not exist; pass --model with a local model folder"
-        )
-    cfg = folder / "config.json"
-    try:
-        model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        model_type = None
-    if not model_type:
-        raise UserError(
-            f"{explainer} model folder {str(folder)!r} is not a transformers model "
-            "(no config.json with model_type); "
-            "pass the folder that save_pretrained wrote"
-        )
-    for group in need:
-        names = group.split("|")
-        if not any((folder / n).is_file() for n in names):
-            raise UserError(
-                f"{explainer} model folder {str(folder)!r} lacks {' or '.join(names)}; "
-                "copy the tokenizer/processor files beside the weights"
-            )
-    return folder
-
-
-def check_adapter_folder(path: str, explainer: str) -> Path | None:
-    """The LoRA adapter folder (with adapter_config.json), or None when no adapter is asked for."""
-    if not path:
-        return None
-    folder = Path(path).expanduser()
-    if not (folder / "adapter_config.json").is_file():
-        raise UserError(
-            f"{explainer} adapter folder {str(folder)!r} has no adapter_config.json; "
-            "pass a folder written by peft (save_pretrained)"
-        )
-    return folder
-
-
-def explainer_name(kind: str, model: Path, adapter: Path | None) -> str:
-    """``vlm:<model dir>`` or ``vlm:<model dir>+<adapter dir>``: what events report as ``explainer``."""
-    return f"{kind}:{model.name}" + (f"+{adapter.name}" if adapter else "")
-
-
-def resolve_device(device: str) -> Any:
-    """``auto`` → cuda when available, else cpu; anything else as torch names it."""
-    import torch
-
-    if device in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise UserError(
-            f"explainer device {device!r} is not a torch device ({exc}); use auto, cpu or cuda"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(
-            f"explainer device {device!r} asked for but CUDA is not available; use --set explain.device=cpu"
-        )
-    return dev
-
-
-def set_cpu_threads(threads: int, device: Any) -> None:
-    """Set torch's intra-op CPU threads when asked (``threads`` > 0) and running on CPU.
-
-    Tiny and mid-size models on a shared CPU often run faster on 1-2 threads than on all cores:
-    OpenMP threads spin and wait on each other when other processes hold the cores.
-    """
-    if threads > 0 and device.type == "cpu":
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def resolve_dtype(dtype: str, device: Any) -> Any:
-    """``auto`` → bfloat16 on CUDA, float32 on CPU (CPU half precision is slow and lossy)."""
-    import torch
-
-    name = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(dtype, dtype)
-    if name in ("", "auto"):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name not in ("bfloat16", "float16", "float32"):
-        raise UserError(f"explainer dtype {dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
-    return getattr(torch, name)
-
-
-def load_adapter(model: Any, adapter: Path | None, explainer: str) -> Any:
-    """``model`` with the LoRA adapter in ``adapter`` applied (peft), or ``model`` itself."""
-    if adapter is None:
-        return model
-    try:
-        from peft import PeftModel
-    except ImportError:
-        raise UserError("a LoRA adapter needs the peft package: pip install 'mellm-stream[mllm]'") from None
-    try:
-        return PeftModel.from_pretrained(model, str(adapter)).eval()
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{explainer} adapter {str(adapter)!r} does not fit the model: {first}") from None
-
-
-def load_failure(explainer: str, folder: Path, exc: BaseException) -> UserError:
-    """A one-line `UserError` for a model folder transformers cannot load."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return UserError(f"{explainer} model folder {str(folder)!r} cannot be loaded: {first[:300]}")
+# The shared helpers moved to engine.explain.hf_common; re-exported here for existing importers.
+__all__ = [
+    "COMMON_PARAMS",
+    "DTYPES",
+    "VLMExplainer",
+    "bgr_to_pil",
+    "check_adapter_folder",
+    "check_model_folder",
+    "check_unused",
+    "explainer_name",
+    "load_adapter",
+    "load_failure",
+    "resolve_device",
+    "resolve_dtype",
+    "set_cpu_threads",
+    "to_explanation",
+]
 
 
 def bgr_to_pil(image: np.ndarray) -> Any:
@@ -190,13 +67,7 @@ def bgr_to_pil(image: np.ndarray) -> Any:
     return Image.fromarray(np.ascontiguousarray(image[:, :, ::-1]))
 
 
-def to_explanation(text: str, name: str) -> Explanation:
-    """Parse a generated answer into an `Explanation` that keeps the text."""
-    parsed = parse_answer(text)
-    return Explanation(parsed.aus, parsed.emotion, parsed.emotion_detail, text.strip(), name)
-
-
-class VLMExplainer:
+class VLMExplainer(LocalExplainer):
     """Fused map + MELLM v1 prompt → local image-text model → parsed explanation.
 
     ``model``: local folder (config.json, weights, processor with a chat template).
@@ -210,117 +81,43 @@ class VLMExplainer:
     'negative'
     """
 
-    def __init__(
-        self,
-        model: str = "",
-        adapter: str = "",
-        device: str = "auto",
-        dtype: str = "auto",
-        max_new_tokens: int = 256,
-        language: str = "en",
-        temperature: float = 0.0,
-        threads: int = 0,
-        **unused: Any,
-    ) -> None:
-        check_unused("vlm", unused)
-        self.folder = check_model_folder(
-            model,
-            "vlm",
-            need=("preprocessor_config.json|processor_config.json", "tokenizer.json|tokenizer_config.json"),
-        )
-        self.adapter = check_adapter_folder(adapter, "vlm")
-        if max_new_tokens < 1:
-            raise UserError(f"explainer max_new_tokens must be >= 1, got {max_new_tokens}")
-        self.name = explainer_name("vlm", self.folder, self.adapter)
-        self.language = check_language(language)
-        self.max_new_tokens = int(max_new_tokens)
-        self.temperature = float(temperature)
-        self._device_name = device
-        self.threads = int(threads)
-        self._dtype_name = dtype
-        self.prompt = vlm_prompt(self.language)
-        self._model: Any = None
-        self._processor: Any = None
-        self._device: Any = None
+    kind = "vlm"
+    need = ("preprocessor_config.json|processor_config.json", "tokenizer.json|tokenizer_config.json")
+    warmup_item = np.zeros((64, 64, 3), np.uint8)
 
-    def _load(self) -> None:
-        if self._model is not None:
-            return
+    @cached_property
+    def prompt(self) -> str:
+        """The MELLM v1 prompt in ``language``, the same for every fused map."""
+        return vlm_prompt(self.language)
+
+    def _from_pretrained(self, dtype: Any) -> tuple[Any, Any]:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self._device = resolve_device(self._device_name)
-        set_cpu_threads(self.threads, self._device)
-        dtype = resolve_dtype(self._dtype_name, self._device)
-        t0 = time.perf_counter()
-        try:
-            processor = AutoProcessor.from_pretrained(self.folder)
-            model = AutoModelForImageTextToText.from_pretrained(self.folder, dtype=dtype)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise load_failure("vlm", self.folder, exc) from None
-        if getattr(processor, "chat_template", None) is None:
-            raise UserError(
-                f"vlm model folder {str(self.folder)!r} has no chat template; add chat_template.jinja"
-            )
+        processor = AutoProcessor.from_pretrained(self.folder)
+        return processor, AutoModelForImageTextToText.from_pretrained(self.folder, dtype=dtype)
+
+    def _pad_left(self, processor: Any) -> None:
         processor.tokenizer.padding_side = "left"  # batched generation appends after the prompt
-        model = load_adapter(model, self.adapter, "vlm").to(self._device).eval()
-        self._processor, self._model = processor, model
-        log.info(
-            "vlm model %s loaded on %s (%s) in %.1f s",
-            self.name,
-            self._device,
-            dtype,
-            time.perf_counter() - t0,
-        )
+
+    def _tokenizer(self) -> Any:
+        return self._processor.tokenizer
 
     def _messages(self) -> list[dict[str, Any]]:
         return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
 
-    def generate(self, images: Sequence[np.ndarray]) -> list[str]:
-        """The model's answers for fused maps ``images`` (H×W×3 uint8 BGR), one batch, in order."""
-        import torch
-
-        self._load()
-        proc, model = self._processor, self._model
+    def _inputs(self, batch: Sequence[np.ndarray]) -> Any:
+        proc = self._processor
         text = proc.apply_chat_template(self._messages(), add_generation_prompt=True, tokenize=False)
-        inputs = proc(
-            text=[text] * len(images),
-            images=[bgr_to_pil(im) for im in images],
+        return proc(
+            text=[text] * len(batch),
+            images=[bgr_to_pil(im) for im in batch],
             return_tensors="pt",
             padding=True,
-        ).to(self._device)
-        tok = proc.tokenizer
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "pad_token_id": tok.pad_token_id}
-        if self.temperature > 0:
-            kwargs.update(do_sample=True, temperature=self.temperature)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
-            out = model.generate(**inputs, **kwargs)
-        new = out[:, inputs["input_ids"].shape[1] :]
-        return [t.strip() for t in proc.batch_decode(new, skip_special_tokens=True)]
+        )
 
-    def warmup(self) -> None:
-        """Load the model and run one short generation, so the first real job pays no set-up cost."""
-        self._load()
-        saved, self.max_new_tokens = self.max_new_tokens, 1
-        try:
-            self.generate([np.zeros((64, 64, 3), np.uint8)])
-        finally:
-            self.max_new_tokens = saved
+    def _item(self, evidence: Evidence) -> np.ndarray:
+        return evidence.fused_map
 
-    def explain_batch(self, items: Sequence[Evidence]) -> list[Explanation]:
-        """One explanation per evidence, in order; the fused maps go through one batched generation."""
-        if not items:
-            return []
-        answers = self.generate([e.fused_map for e in items])
-        return [to_explanation(a, self.name) for a in answers]
-
-    def close(self) -> None:
-        """Release the model (and CUDA memory)."""
-        cuda = self._device is not None and self._device.type == "cuda"
-        self._model = self._processor = None
-        gc.collect()
-        if cuda:
-            import torch
-
-            torch.cuda.empty_cache()
+    def generate(self, images: Sequence[np.ndarray]) -> list[str]:
+        """The model's answers for fused maps ``images`` (H×W×3 uint8 BGR), one batch, in order."""
+        return self._generate(images)

@@ -79,3 +79,24 @@ class FrameCheck:
             log.info("source %s: resolution changed from %s to %s", self.name, self.shape, shape)
         self.shape = shape
         return image
+
+
+class CheckedSource:
+    """The status counters of a source that runs its images through ``self.check`` (a `FrameCheck`)."""
+
+    check: FrameCheck
+
+    @property
+    def frames_invalid(self) -> int:
+        """Frames skipped: undecodable, empty, or no image layout."""
+        return self.check.invalid
+
+    @property
+    def frames_converted(self) -> int:
+        """Frames made H×W×3 uint8 BGR from another layout (grey, BGRA, 16-bit, float)."""
+        return self.check.converted
+
+    @property
+    def resolution_changes(self) -> int:
+        """Usable frames whose size differs from the previous one's."""
+        return self.check.resolution_changes

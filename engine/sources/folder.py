@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from engine.errors import SourceError, UserError
-from engine.sources.check import FrameCheck
+from engine.sources.check import CheckedSource, FrameCheck
 from engine.types import Frame
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def list_frames(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-class FolderSource:
+class FolderSource(CheckedSource):
     """Frames read from image files; never dropped by the reader (``live`` False).
 
     ``paths`` lists the files in stream order, so frame ``index`` is ``paths[index]`` (annotation
@@ -69,19 +69,6 @@ class FolderSource:
         self.fps: float | None = float(fps)
         self.check = FrameCheck(self.name)
         self._closed = threading.Event()
-
-    @property
-    def frames_invalid(self) -> int:
-        """Files skipped because they did not decode (or decoded to no usable image)."""
-        return self.check.invalid
-
-    @property
-    def frames_converted(self) -> int:
-        return self.check.converted
-
-    @property
-    def resolution_changes(self) -> int:
-        return self.check.resolution_changes
 
     @property
     def frame_numbers(self) -> list[int | None]:

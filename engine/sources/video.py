@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from engine.errors import SourceError
-from engine.sources.check import FrameCheck, as_bgr
+from engine.sources.check import CheckedSource, FrameCheck, as_bgr
 from engine.types import Frame
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,15 @@ EventHook = Callable[[str, str], None]
 ``error`` event); called on the reader thread."""
 
 __all__ = [
-    "CameraSource", "EventHook", "NetworkSource", "StreamClock", "StreamLost", "VideoFileSource",
-    "as_bgr", "backoff_delay", "sane_fps",
+    "CameraSource",
+    "EventHook",
+    "NetworkSource",
+    "StreamClock",
+    "StreamLost",
+    "VideoFileSource",
+    "as_bgr",
+    "backoff_delay",
+    "sane_fps",
 ]
 
 
@@ -89,8 +96,11 @@ class StreamClock:
             self._mono0 = now
         if not self.use_capture:
             t = index / self.fps
-        elif self._fallback_base is None and math.isfinite(pos_msec) and pos_msec >= 0 and (
-            self._first_ms is None or pos_msec > self._last_ms
+        elif (
+            self._fallback_base is None
+            and math.isfinite(pos_msec)
+            and pos_msec >= 0
+            and (self._first_ms is None or pos_msec > self._last_ms)
         ):
             if self._first_ms is None:
                 self._first_ms = pos_msec
@@ -98,8 +108,11 @@ class StreamClock:
             t = (pos_msec - self._first_ms) / 1000.0
         else:
             if self._fallback_base is None:
-                log.info("capture timestamps unusable at frame %s; timing falls back to %s",
-                         index, "the monotonic clock" if self.live else f"index/{self.fps:g} fps")
+                log.info(
+                    "capture timestamps unusable at frame %s; timing falls back to %s",
+                    index,
+                    "the monotonic clock" if self.live else f"index/{self.fps:g} fps",
+                )
                 self._fallback_base = (self._last_t, self._last_index, now)
             t0, i0, m0 = self._fallback_base
             if self.live:
@@ -170,7 +183,7 @@ class StreamLost(RuntimeError):
     """A network stream that did not come back within the configured reconnect attempts."""
 
 
-class _CaptureSource:
+class _CaptureSource(CheckedSource):
     """Shared reading loop: one capture, frames with ``t`` from `StreamClock`, closable from any thread.
 
     ``close()`` only sets a flag: the capture is released by the reading thread itself (releasing
@@ -192,19 +205,6 @@ class _CaptureSource:
         self._cap: cv2.VideoCapture | None = None
         self._first: np.ndarray | None = None  # decoded while opening, to prove the source works
         self._first_ms = math.nan
-
-    @property
-    def frames_invalid(self) -> int:
-        """Frames skipped: undecodable in the middle of the stream, empty, or no image layout."""
-        return self.check.invalid
-
-    @property
-    def frames_converted(self) -> int:
-        return self.check.converted
-
-    @property
-    def resolution_changes(self) -> int:
-        return self.check.resolution_changes
 
     def _prime(self, cap: cv2.VideoCapture, what: str, fix: str) -> None:
         """Decode the first frame now so a broken source fails at open time with one line."""
@@ -250,8 +250,12 @@ class _CaptureSource:
                 ms = cap.get(cv2.CAP_PROP_POS_MSEC)
                 if bad:
                     skipped = self._skipped(bad, last_ms, ms)
-                    log.warning("source %s: %s undecodable frame(s) before frame %s skipped",
-                                self.name, skipped, index + skipped)
+                    log.warning(
+                        "source %s: %s undecodable frame(s) before frame %s skipped",
+                        self.name,
+                        skipped,
+                        index + skipped,
+                    )
                     self.check.invalid += skipped
                     index += skipped
                     bad = 0
@@ -358,7 +362,11 @@ class _Session:
     TIMEOUT = object()
 
     def __init__(
-        self, url: str, name: str, open_timeout_s: float, read_timeout_s: float,
+        self,
+        url: str,
+        name: str,
+        open_timeout_s: float,
+        read_timeout_s: float,
         cap: cv2.VideoCapture | None = None,
     ) -> None:
         self.url = url
@@ -455,8 +463,11 @@ class NetworkSource(_CaptureSource):
         reconnect_attempts: int = 0,
         on_event: EventHook | None = None,
     ) -> None:
-        for label, value in (("open_timeout_s", open_timeout_s), ("read_timeout_s", read_timeout_s),
-                             ("reconnect_interval_s", reconnect_interval_s)):
+        for label, value in (
+            ("open_timeout_s", open_timeout_s),
+            ("read_timeout_s", read_timeout_s),
+            ("reconnect_interval_s", reconnect_interval_s),
+        ):
             if not value > 0:
                 raise ValueError(f"expected {label} > 0, got {value}")
         if reconnect_max_interval_s < reconnect_interval_s or reconnect_attempts < 0:
