@@ -12,8 +12,12 @@ so the command line's error paths stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import cv2
@@ -26,6 +30,30 @@ from engine.face.model import resolve_face_model
 from engine.types import FaceObservation, Frame
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """Mute file descriptor 2 while MediaPipe builds its graph (unless logging is at DEBUG).
+
+    MediaPipe and TFLite print INFO/WARNING lines about delegates and feedback tensors straight to
+    stderr from C++ while the landmarker is created; they say nothing a user can act on and bury
+    the engine's own log. Failures still surface: MediaPipe raises a Python exception, which
+    becomes a `UserError`. Only creation is muted, never the running stream.
+    """
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def create_landmarker(model_path: str, cfg: FaceConfig) -> Any:
@@ -43,7 +71,8 @@ def create_landmarker(model_path: str, cfg: FaceConfig) -> Any:
         output_face_blendshapes=cfg.blendshapes,
     )
     try:
-        return vision.FaceLandmarker.create_from_options(options)
+        with _native_stderr_muted():
+            return vision.FaceLandmarker.create_from_options(options)
     except ValueError as exc:  # MediaPipe's "cannot load this model" error
         raise UserError(f"face model {model_path!r} could not be loaded by MediaPipe: {exc}") from exc
 
