@@ -106,7 +106,8 @@ class Evidence:
     """What the flow stage makes of a candidate.
 
     ``flow``: H×W×2 float32 onset→apex on the aligned crop, head motion removed.
-    ``fused_map``: H×W×3 uint8 BGR, the motion-enhanced colour map. ``png``: the map encoded as
+    ``fused_map``: H×W×3 uint8 BGR, the motion-enhanced colour map ((H + legend)×W×3 for the
+    calibrated recipe with its legend strip). ``png``: the map encoded as
     PNG (what is published as the third message frame).
     """
 

@@ -21,7 +21,12 @@ class FusionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recipe: Literal["mellm"] = Field("mellm", description="colour map recipe; 'mellm' is the published one")
+    recipe: Literal["mellm", "calibrated"] = Field(
+        "mellm",
+        description="colour map: 'mellm' (published) or 'calibrated' (px scale, rigid head fit, legend)",
+    )
+    px_full_scale: float = Field(3.0, gt=0, description="calibrated: magnitude (crop px) at full brightness")
+    legend: bool = Field(True, description="calibrated: append the direction/magnitude legend strip")
     nose_window: int = Field(11, ge=1, description="side of the nose-tip window whose mean flow is removed")
     png_level: int = Field(3, ge=0, le=9, description="PNG compression level of the published map")
     region_margin: float = Field(

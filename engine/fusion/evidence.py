@@ -8,6 +8,7 @@ from __future__ import annotations
 from engine.face.regions import NOSE_TIP
 from engine.flow.base import FlowBackend
 from engine.flow.config import FusionConfig
+from engine.fusion.calibrated import calibrated_map
 from engine.fusion.mellm_map import encode_png, mellm_map
 from engine.fusion.region_stats import region_stats
 from engine.types import Candidate, Evidence
@@ -26,7 +27,12 @@ def build_evidence(candidate: Candidate, backend: FlowBackend, fusion_cfg: Fusio
             f"got {onset.crop.shape} and {apex.crop.shape}"
         )
     flow = backend.compute(onset.crop, apex.crop)
-    fused, flow_nh = mellm_map(onset.crop, flow, onset.crop_landmarks[NOSE_TIP], fusion_cfg.nose_window)
+    if fusion_cfg.recipe == "calibrated":
+        fused, flow_nh = calibrated_map(
+            onset.crop, flow, onset.crop_landmarks, fusion_cfg.px_full_scale, fusion_cfg.legend
+        )
+    else:
+        fused, flow_nh = mellm_map(onset.crop, flow, onset.crop_landmarks[NOSE_TIP], fusion_cfg.nose_window)
     regions = region_stats(
         flow_nh,
         onset.crop_landmarks,

@@ -1,0 +1,271 @@
+"""torch-tvl1 against OpenCV's Dual TV-L1 on real ground truth, and its building blocks.
+
+Accuracy is measured where the truth is known: the Middlebury 2014 motorcycle stereo pair shipped
+with scikit-image (left→right flow = −disparity, 0 vertically) and real face crops from
+../shared/data warped by known smooth fields. torch-tvl1 must stay within 1.1× OpenCV's end-point
+error on each. Tests run with one torch thread: on a shared 2-core box OpenMP's spinning threads
+slow eager torch down by 10–25× under load.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import UserError
+from engine.flow import create
+from engine.flow.opencv_backends import OpenCVTVL1
+from engine.flow.torch_tvl1 import (
+    TorchTVL1,
+    TVL1Module,
+    TVL1Params,
+    divergence,
+    forward_gradient,
+    median_filter,
+    median_opencv,
+    pyramid_sizes,
+    warp_opencv,
+    warp_torch,
+)
+from tests.conftest import shared_path
+
+EPE_RATIO = 1.1
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def epe(flow: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Mean end-point error (pixels) over ``mask``."""
+    return float(np.linalg.norm(flow - truth, axis=2)[mask].mean())
+
+
+def smooth_field(h: int, w: int, amplitude: float, seed: int) -> np.ndarray:
+    """A smooth H×W×2 flow (sum of three long-wave sinusoids per component), max |component| = amplitude."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    field = np.zeros((h, w, 2))
+    for c in range(2):
+        for _ in range(3):
+            kx, ky = rng.uniform(0.5, 2.0, 2) * 2 * np.pi / np.array([w, h])
+            field[..., c] += np.sin(kx * xs + ky * ys + rng.uniform(0, 2 * np.pi))
+    return (field * (amplitude / np.abs(field).max())).astype(np.float32)
+
+
+def warp_by_flow(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """The later frame for a prev→next ``flow``: next(x + flow(x)) = prev(x), inverted by fixed point."""
+    h, w = img.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    x, y = xs.copy(), ys.copy()
+    for _ in range(30):  # x = y − u(x) converges: |∇u| << 1 for these smooth fields
+        x = xs - cv2.remap(flow[..., 0], x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        y = ys - cv2.remap(flow[..., 1], x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(img, x, y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def textured_pair(h: int = 64, w: int = 64, seed: int = 0, amplitude: float = 1.5) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    tex = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 1.5)
+    prev = ((tex - tex.min()) / np.ptp(tex) * 200 + 20).astype(np.uint8)
+    flow = smooth_field(h, w, amplitude, seed)
+    return prev, warp_by_flow(prev, flow), flow
+
+
+# Face boxes (x0, y0, side) around MediaPipe's landmarks in these files (landmark extents:
+# single_face.jpg x 191-373 y 177-399; single_face.mp4 frame 0 x 222-372 y 108-301;
+# WolfgangLanger_Pexels.mp4 frame 0 x 331-547 y 90-348).
+FACES = [
+    ("images/single_face.jpg", None, (172, 178, 222)),
+    ("videos/single_face.mp4", 0, (200, 100, 200)),
+    ("videos/WolfgangLanger_Pexels.mp4", 0, (310, 88, 258)),
+]
+
+
+def face_crop(rel: str, frame: int | None, box: tuple[int, int, int], size: int = 128) -> np.ndarray:
+    path = shared_path(*rel.split("/"))
+    if frame is None:
+        bgr = cv2.imread(str(path))
+    else:
+        cap = cv2.VideoCapture(str(path))
+        cap.set(cv2.CAP_PROP_POS_FRAMES, frame)
+        ok, bgr = cap.read()
+        cap.release()
+        assert ok, f"cannot read frame {frame} of {path}"
+    x0, y0, side = box
+    grey = cv2.cvtColor(bgr[y0 : y0 + side, x0 : x0 + side], cv2.COLOR_BGR2GRAY)
+    return cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
+
+
+# ------------------------------------------------------------------ accuracy on real ground truth
+
+
+@pytest.mark.slow
+def test_torch_tvl1_when_middlebury_motorcycle_is_within_1_1_of_opencv() -> None:
+    skdata = pytest.importorskip("skimage.data")
+    left, right, disp = skdata.stereo_motorcycle()
+    f = 4  # 741×500 → 185×125, disparities up to ~15 px
+    gl = cv2.cvtColor(left, cv2.COLOR_RGB2GRAY)
+    gr = cv2.cvtColor(right, cv2.COLOR_RGB2GRAY)
+    h, w = gl.shape[0] // f, gl.shape[1] // f
+    gl = cv2.resize(gl, (w, h), interpolation=cv2.INTER_AREA)
+    gr = cv2.resize(gr, (w, h), interpolation=cv2.INTER_AREA)
+    valid = np.isfinite(disp)
+    total = cv2.resize(np.where(valid, disp, 0).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    coverage = cv2.resize(valid.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    mask = coverage > 0.999  # only cells whose every source pixel has a valid disparity
+    # left pixel x shows the point the right view shows at x − d: left→right flow is (−d, 0)
+    truth = np.stack([-total / np.maximum(coverage, 1e-6) / f, np.zeros_like(total)], -1)
+    e_cv = epe(OpenCVTVL1().compute(gl, gr), truth, mask)
+    e_torch = epe(TorchTVL1(compile=False).compute(gl, gr), truth, mask)
+    assert e_cv < 5.0, f"OpenCV EPE {e_cv:.2f} px: the ground truth or its sign is wrong"
+    assert e_torch <= EPE_RATIO * e_cv, f"torch EPE {e_torch:.3f} px vs OpenCV {e_cv:.3f} px"
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.parametrize(("face", "amplitude", "seed"), [(0, 1.5, 0), (1, 3.0, 1), (2, 2.0, 2)])
+def test_torch_tvl1_when_real_face_is_warped_is_within_1_1_of_opencv(
+    face: int, amplitude: float, seed: int
+) -> None:
+    prev = face_crop(*FACES[face])
+    truth = smooth_field(*prev.shape, amplitude, seed)
+    nxt = warp_by_flow(prev, truth)
+    mask = np.zeros(prev.shape, bool)
+    mask[8:-8, 8:-8] = True  # the border has no counterpart in the other frame
+    e_cv = epe(OpenCVTVL1().compute(prev, nxt), truth, mask)
+    e_torch = epe(TorchTVL1(compile=False).compute(prev, nxt), truth, mask)
+    assert e_cv < 0.5 * amplitude, f"OpenCV EPE {e_cv:.3f} px on a {amplitude} px warp"
+    assert e_torch <= EPE_RATIO * e_cv, f"torch EPE {e_torch:.4f} px vs OpenCV {e_cv:.4f} px"
+
+
+# ------------------------------------------------------------------ contract
+
+
+def test_torch_tvl1_when_batched_equals_single_pairs() -> None:
+    pairs = [textured_pair(48, 56, seed, amp) for seed, amp in ((0, 1.0), (1, 2.5), (2, 0.3))]
+    backend = TorchTVL1(compile=False, nscales=3, warps=3)
+    batch = backend.compute_batch([p[0] for p in pairs], [p[1] for p in pairs])
+    assert batch.shape == (3, 48, 56, 2) and batch.dtype == np.float32
+    for i, (prev, nxt, _) in enumerate(pairs):
+        np.testing.assert_allclose(batch[i], backend.compute(prev, nxt), atol=1e-4)
+
+
+def test_torch_tvl1_when_frames_are_equal_gives_zero_flow() -> None:
+    prev = textured_pair(40, 40)[0]
+    flow = create("torch-tvl1", compile=False, nscales=2, warps=2).compute(prev, prev)
+    assert flow.shape == (40, 40, 2) and float(np.abs(flow).max()) < 1e-3
+
+
+def test_torch_tvl1_when_shifted_recovers_the_shift_sign_and_size() -> None:
+    prev, nxt, truth = textured_pair(64, 64, seed=3, amplitude=2.0)
+    flow = TorchTVL1(compile=False).compute(prev, nxt)
+    inner = (slice(8, -8), slice(8, -8))
+    assert epe(flow[inner], truth[inner], np.ones((48, 48), bool)) < 0.2
+
+
+def test_torch_tvl1_when_fixed_iterations_is_close_to_early_stopping() -> None:
+    prev, nxt, _ = textured_pair(64, 64, seed=4)
+    early = TorchTVL1(compile=False).compute(prev, nxt)
+    fixed = TorchTVL1(compile=False, fixed_iterations=True, outer_iterations=2, inner_iterations=10).compute(
+        prev, nxt
+    )
+    assert float(np.abs(early - fixed)[8:-8, 8:-8].mean()) < 0.05
+
+
+def test_tvl1_module_when_fixed_equals_backend_up_to_warp_quantisation() -> None:
+    """The exported (pure torch) module and the CPU backend (OpenCV warp/median) agree."""
+    prev, nxt, _ = textured_pair(48, 48, seed=5)
+    params = dict(nscales=3, warps=3, outer_iterations=2, inner_iterations=5)
+    backend = TorchTVL1(compile=False, fixed_iterations=True, **params).compute(prev, nxt)
+    module = TVL1Module(TVL1Params(**params))(torch.from_numpy(prev[None]), torch.from_numpy(nxt[None]))[0]
+    assert float(np.abs(backend - module.numpy())[4:-4, 4:-4].max()) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"gamma": 0.5}, "gamma"),
+        ({"scale_step": 1.2}, "scale_step"),
+        ({"median_filtering": 4}, "median_filtering"),
+        ({"warps": 0}, "warps"),
+        ({"interpolation": "nearest"}, "interpolation"),
+    ],
+)
+def test_torch_tvl1_when_parameter_is_invalid_raises_user_error(params: dict, fragment: str) -> None:
+    with pytest.raises(UserError, match=fragment):
+        TorchTVL1(compile=False, **params)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised on a machine without a GPU")
+def test_torch_tvl1_when_cuda_is_absent_raises_user_error() -> None:
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        TorchTVL1(device="cuda", compile=False)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)"
+)
+def test_torch_tvl1_when_on_cuda_matches_cpu() -> None:
+    pairs = [textured_pair(64, 64, seed) for seed in range(4)]
+    prevs, nexts = [p[0] for p in pairs], [p[1] for p in pairs]
+    gpu = TorchTVL1(device="cuda", compile=False).compute_batch(prevs, nexts)
+    cpu = TorchTVL1(compile=False).compute_batch(prevs, nexts)
+    assert float(np.abs(gpu - cpu)[:, 4:-4, 4:-4].mean()) < 0.02
+
+
+@pytest.mark.slow
+def test_torch_tvl1_when_compiled_equals_eager() -> None:
+    prev, nxt, _ = textured_pair(48, 48, seed=6)
+    compiled = TorchTVL1(nscales=1, warps=2, compile=True)  # one level: one set of kernels to compile
+    flow_c = compiled.compute(prev, nxt)
+    flow_e = TorchTVL1(nscales=1, warps=2, compile=False).compute(prev, nxt)
+    assert compiled.compiled, "torch.compile fell back to eager on this machine"
+    assert float(np.abs(flow_c - flow_e).max()) < 1e-2
+
+
+# ------------------------------------------------------------------ building blocks
+
+
+def test_divergence_when_paired_with_forward_gradient_is_its_negative_adjoint() -> None:
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(2, 9, 11, generator=gen, dtype=torch.float64)
+    p1, p2 = (
+        torch.randn(2, 9, 11, generator=gen, dtype=torch.float64),
+        torch.randn(2, 9, 11, dtype=torch.float64),
+    )
+    p1[..., :, -1] = 0  # dual fields vanish where the forward gradient is zero (last column / row)
+    p2[..., -1, :] = 0
+    gx, gy = forward_gradient(u)
+    lhs = (gx * p1 + gy * p2).sum()
+    assert torch.allclose(lhs, -(u * divergence(p1, p2)).sum())
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_median_filter_when_torch_or_opencv_equals_cv2_median_blur(size: int) -> None:
+    u = torch.randn(2, 2, 17, 23, generator=torch.Generator().manual_seed(size))
+    want = np.stack([[cv2.medianBlur(u[b, c].numpy(), size) for c in range(2)] for b in range(2)])
+    assert np.array_equal(median_filter(u, size).numpy(), want)
+    assert np.array_equal(median_opencv(u, size).numpy(), want)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_warp_when_opencv_or_grid_sample_agree_inside_the_image(mode: str) -> None:
+    gen = torch.Generator().manual_seed(1)
+    stack = torch.rand(2, 3, 20, 24, generator=gen) * 255
+    u = torch.rand(2, 2, 20, 24, generator=gen) * 4 - 2
+    a, b = warp_torch(stack, u, mode), warp_opencv(stack, u, mode)
+    # OpenCV quantises positions to 1/32 px: allow that much of the local slope (≤ ~255 / px here)
+    assert float((a - b)[..., 3:-3, 3:-3].abs().max()) < 255 / 32 * 1.5
+    assert float((a - b)[..., 3:-3, 3:-3].abs().mean()) < 1.0
+
+
+def test_pyramid_sizes_when_level_gets_small_stops_like_opencv() -> None:
+    assert pyramid_sizes(256, 256, 5, 0.8) == [(256, 256), (205, 205), (164, 164), (131, 131), (105, 105)]
+    assert pyramid_sizes(30, 40, 5, 0.5) == [(30, 40)]
