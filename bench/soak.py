@@ -51,6 +51,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def video_fps(path: Path) -> float:
+    import cv2
+
+    return float(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS) or 30.0)
+
+
 def loop_video(src: Path, seconds: float, out: Path) -> tuple[int, float]:
     """Write ``src`` repeated until it lasts ``seconds`` into ``out``; returns (frames, fps)."""
     import cv2
@@ -177,6 +183,63 @@ def reconnect_times(events: list[dict[str, Any]]) -> list[float]:
     return out
 
 
+class RtspServer:
+    """A real GStreamer RTSP server (tests/rtsp_server.py under Debian's python3) looping a video.
+
+    ``restart(down_s)`` kills it and starts it again on the same port after ``down_s`` seconds,
+    like a camera that resets; ``back_at`` is when it listened again (monotonic clock).
+    """
+
+    def __init__(self, video: Path, folder: Path, fps: int) -> None:
+        import cv2
+
+        folder.mkdir(parents=True, exist_ok=True)
+        cap = cv2.VideoCapture(str(video))
+        n = 0
+        ok, img = cap.read()
+        while ok:
+            cv2.imwrite(str(folder / f"{n:05d}.jpg"), img)
+            n += 1
+            ok, img = cap.read()
+        self.folder, self.fps, self.port = folder, fps, free_port()
+        self.url = f"rtsp://127.0.0.1:{self.port}/face"
+        self.proc: subprocess.Popen[str] | None = None
+        self.back_at = 0.0
+        self.down_s = 0.0
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "/usr/bin/python3",
+                str(ROOT / "tests" / "rtsp_server.py"),
+                str(self.port),
+                str(self.folder),
+                "--fps",
+                str(self.fps),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if line.strip() != "ready":
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise SystemExit(f"the RTSP server did not start: {err.strip() or line.strip()}")
+        self.back_at = time.monotonic()
+
+    def restart(self, down_s: float) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.down_s = down_s
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def memory_figures(samples: list[tuple[float, float]], warmup_s: float) -> dict[str, Any]:
     if not samples:
         return {}
@@ -212,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--sample-s", type=float, default=5.0, help="seconds between RSS samples")
     p.add_argument("--warmup-s", type=float, default=60.0, help="memory growth is measured from here")
+    p.add_argument(
+        "--rtsp-restart-at",
+        type=float,
+        metavar="MIN",
+        help="serve the video over a real RTSP server, kill it at this minute and restart it 2 s later",
+    )
     p.add_argument("--explainer", default="rules")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to run_stream.py")
     p.add_argument("--json-out", type=Path)
@@ -223,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        rtsp: RtspServer | None = None
         if args.source:
             spec = args.source
+        elif args.rtsp_restart_at is not None:
+            rtsp = RtspServer(args.video, Path(tmp) / "frames", fps=round(video_fps(args.video)))
+            spec = rtsp.url
         else:
             if not args.video.is_file():
                 raise SystemExit(f"video {args.video} not found (../shared/data/videos); give --video")
@@ -261,10 +334,19 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             print(f"engine pid {engine.pid} on {spec} for {args.minutes:g} min ...", flush=True)
             ended_early = False
+            restarted = False
             while time.monotonic() - started < duration:
                 if engine.poll() is not None:
                     ended_early = True
                     break
+                if (
+                    rtsp is not None
+                    and not restarted
+                    and time.monotonic() - started >= args.rtsp_restart_at * 60
+                ):
+                    rtsp.restart(down_s=2.0)
+                    restarted = True
+                    print("RTSP server killed and restarted", flush=True)
                 time.sleep(1.0)
             t_sig = time.monotonic()
             if engine.poll() is None:
@@ -276,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
                 code = engine.wait()
             stop_s = time.monotonic() - t_sig
             watcher.stop()
+            if rtsp is not None:
+                rtsp.stop()
 
         from engine.publish import read_lines
 
@@ -303,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
             "live_seq_gaps": watcher.tracker.missed,
             "reconnects": final.get("reconnects"),
             "reconnect_s": reconnect_times(events),
+            # outage seen by the source: stream lost -> first frame again; minus the 2 s the server
+            # was down, what remains is the time to reconnect once the server is back
+            "outage_s": final.get("last_outage_s"),
+            "server_down_s": rtsp.down_s if rtsp is not None else None,
             "last_status_is_final": bool(events) and events[-1]["type"] == "status",
         }
         mem = figures["memory"]
@@ -326,7 +414,13 @@ def main(argv: list[str] | None = None) -> int:
             f"live seq gaps {figures['live_seq_gaps']}"
         )
         rt = figures["reconnect_s"]
-        print(f"reconnects {figures['reconnects']}, reconnect time {rt if rt else '-'}")
+        print(f"reconnects {figures['reconnects']}, error->status time {rt if rt else '-'}")
+        if rtsp is not None and figures["outage_s"]:
+            back = figures["outage_s"] - rtsp.down_s
+            print(
+                f"RTSP outage {figures['outage_s']:.2f} s (stream lost -> first frame), server down "
+                f"{rtsp.down_s:.1f} s: reconnect time after the server was back <= {back:.2f} s"
+            )
         if args.json_out:
             args.json_out.write_text(json.dumps(figures, indent=2))
         if code != 0:

@@ -111,6 +111,7 @@ class Pipeline:
             "frame_queue_depth": int(rs.get("frame_queue_depth", 0)),
             "frames_invalid": int(rs.get("frames_invalid", 0)),
             "resolution_changes": int(rs.get("resolution_changes", 0)),
+            "last_outage_s": round(float(rs.get("last_outage_s", 0.0)), 3),
             "frames": frames,
             "candidates": self.counters.candidates,
             "worker": ws,

@@ -139,6 +139,7 @@ class FrameReader:
             "frames_dropped": self.dropped,
             "frame_queue_depth": self.queue_depth,
             "reconnects": self.reconnects,
+            "last_outage_s": float(getattr(self.source, "last_outage_s", 0.0)),
             "frames_invalid": self.frames_invalid,
             "resolution_changes": self.resolution_changes,
         }
