@@ -32,7 +32,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from engine.face.regions import EYE_L, EYE_R, REGIONS
+from engine.face.regions import EYE_L, EYE_R, REGIONS, RIGID_POINTS
 from engine.types import Side, TimePoint
 
 # Amplitudes are given for a face this wide (pixels between the face-contour points 234 and 454).
@@ -40,6 +40,11 @@ REFERENCE_FACE_WIDTH = 200.0
 # Gaussian bump sigma as a fraction of the face width (12 px on a 200 px face): wide enough for a
 # smooth field over the region's landmarks, narrow enough to stay inside the region.
 SIGMA_FRAC = 0.06
+# Real action units leave the eye corners, the nose bridge and tip and the upper forehead in place
+# (they are the rigid points the head motion is measured on). Each bump is multiplied by
+# prod_r (1 - exp(-|p - r|^2 / (2 s^2))) over those points, s = RIGID_SIGMA_FRAC × face width
+# (5 px on a 200 px face): zero at the rigid points, untouched a couple of s away.
+RIGID_SIGMA_FRAC = 0.025
 BLINK_AU = 45
 _UPPER_TRAVEL = 0.75  # in a blink the upper lid covers 3/4 of the opening, the lower lid rises 1/4
 
@@ -216,12 +221,18 @@ def _sides(side: Side) -> tuple[str, ...]:
 
 
 def _add_region_bump(
-    out: np.ndarray, points: np.ndarray, vector: np.ndarray, sigma: float
+    out: np.ndarray,
+    points: np.ndarray,
+    vector: np.ndarray,
+    sigma: float,
+    still: np.ndarray | None = None,
+    still_sigma: float = 1.0,
 ) -> None:
     """Add ``vector`` × (sum of Gaussians on ``points``, normalised to peak 1) to ``out`` in place.
 
-    Computed on the bounding box of the points widened by 3 sigma, so the cost does not grow with
-    the frame size."""
+    ``still`` (K×2) are points that must not move (the rigid points): the bump is multiplied by
+    ``prod_k (1 - exp(-|p - still_k|^2 / (2 still_sigma^2)))``, so it vanishes there. Computed on the
+    bounding box of the points widened by 3 sigma, so the cost does not grow with the frame size."""
     h, w = out.shape[:2]
     pad = 3.0 * sigma
     x0 = max(math.floor(float(points[:, 0].min()) - pad), 0)
@@ -240,6 +251,11 @@ def _add_region_bump(
     if peak <= 0:
         return
     s /= peak
+    if still is not None:
+        inv_r = np.float32(-0.5 / (still_sigma * still_sigma))
+        for px, py in still:
+            if x0 - pad <= px < x1 + pad and y0 - pad <= py < y1 + pad:
+                s *= 1.0 - np.outer(np.exp(inv_r * (ys - py) ** 2), np.exp(inv_r * (xs - px) ** 2))
     out[y0:y1, x0:x1, 0] += np.float32(vector[0]) * s
     out[y0:y1, x0:x1, 1] += np.float32(vector[1]) * s
 
@@ -263,6 +279,8 @@ def displacement_field(
     lateral, up, width = face_axes(pts)
     amp = float(amplitude_px) * width / REFERENCE_FACE_WIDTH
     sigma = max(sigma_frac * width, 1.0)
+    still = pts[list(RIGID_POINTS)]
+    still_sigma = max(RIGID_SIGMA_FRAC * width, 0.5)
     out = np.zeros((h, w, 2), np.float32)
     for au in aus:
         if au == BLINK_AU:
@@ -275,7 +293,9 @@ def displacement_field(
             for s in _sides(side):
                 outward = lateral if s == "L" else -lateral
                 vec = amp * move.gain * (move.outward * outward + move.up * up)
-                _add_region_bump(out, pts[list(REGIONS[f"{move.region}_{s}"])], vec, sigma)
+                _add_region_bump(
+                    out, pts[list(REGIONS[f"{move.region}_{s}"])], vec, sigma, still, still_sigma
+                )
     return out
 
 

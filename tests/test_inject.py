@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.face.regions import REGIONS
+from engine.face.regions import REGIONS, RIGID_POINTS
 from engine.sources.demo import DemoSource
 from spotting import inject
 
@@ -70,6 +70,22 @@ def test_displacement_field_when_amplitude_given_scales_to_face_width(face) -> N
     assert peak == pytest.approx(2.0 * width / inject.REFERENCE_FACE_WIDTH, rel=0.05)
     # Far from the face nothing moves.
     assert np.abs(field[:40]).max() == 0 and np.abs(field[-40:]).max() == 0
+
+
+@pytest.mark.parametrize("aus", [(6, 12), (1, 2), (4,), (5,), (7,), (9,), (10,)])
+def test_displacement_field_when_au_near_rigid_points_leaves_them_still(face, aus) -> None:
+    """Real AUs leave eye corners, nose bridge/tip and forehead in place: the spotter measures head motion
+    there, so an injected bump reaching them would move the whole face in its eyes (issue 3)."""
+    image, lm = face
+    _, _, width = inject.face_axes(lm)
+    amp = 3.0 * width / inject.REFERENCE_FACE_WIDTH
+    field = inject.displacement_field(lm, image.shape, aus, amplitude_px=3.0)
+    p = np.round(lm[list(RIGID_POINTS)]).astype(int)
+    still = np.hypot(*field[p[:, 1], p[:, 0]].T)
+    assert still.max() < 0.03 * amp, f"{aus}: rigid points moved {still.max():.3f} px of {amp:.2f}"
+    gain = max(m.gain for au in aus for m in inject.AU_MOVES[au])
+    moved = np.hypot(field[..., 0], field[..., 1]).max()
+    assert moved > 0.9 * gain * amp  # the AU's own regions still move by their amplitude
 
 
 def test_displacement_field_when_one_side_moves_only_that_side(face) -> None:

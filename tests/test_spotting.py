@@ -23,6 +23,7 @@ from engine.errors import UnknownNameError, UserError
 from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS
 from engine.types import Candidate, FaceObservation
 from spotting import SPOTTERS, create_spotter
+from spotting.bump import RegionBumpSpotter
 from spotting.config import SpottingConfig
 from spotting.region_motion import RegionMotionSpotter
 from spotting.signals import RegionMotion, RollingStats, eye_apertures, fit_similarity_motion, frames_for
@@ -354,8 +355,10 @@ def test_frames_for_converts_seconds(seconds: float, fps: float, frames: int) ->
 
 
 def test_create_spotter_by_name_and_errors() -> None:
-    assert "region-motion" in SPOTTERS.names()
+    assert {"region-motion", "region-bump"} <= set(SPOTTERS.names())
     sp = create_spotter(SpottingConfig(), "cam", 24.0)
+    assert isinstance(sp, RegionBumpSpotter) and sp.k == 3  # the default; 0.12 s at 24 fps
+    sp = create_spotter(SpottingConfig(name="region-motion"), "cam", 24.0)
     assert isinstance(sp, RegionMotionSpotter) and sp.lag == 6
     with pytest.raises(UnknownNameError, match="region-motion"):
         create_spotter(SpottingConfig(name="nope"), "cam", 24.0)
@@ -380,10 +383,8 @@ def test_spotter_rejects_bad_observations(astronaut: Face) -> None:
 # region-bump (spotting/bump.py) and the injector's frame rendering
 # ---------------------------------------------------------------------------------------------
 def test_region_bump_when_registered_then_created_by_name() -> None:
-    from spotting.bump import RegionBumpSpotter
-
     sp = create_spotter(SpottingConfig(name="region-bump"), stream="s", fps=200.0)
-    assert isinstance(sp, RegionBumpSpotter) and sp.k == 60 and sp.flush() == []
+    assert isinstance(sp, RegionBumpSpotter) and sp.k == 24 and sp.flush() == []
 
 
 def test_region_bump_when_config_hysteresis_inverted_then_rejected() -> None:
@@ -405,3 +406,17 @@ def test_render_frame_when_event_active_then_pixels_move_only_inside_it() -> Non
     ys, xs = np.nonzero(diff > 10)
     mouth = src.landmarks[[61, 291]]
     assert len(xs) > 0 and ys.min() > mouth[:, 1].min() - 60  # the change is around the mouth corners
+
+
+def test_with_pairs_when_both_sides_move_then_fires_at_a_lower_threshold() -> None:
+    from spotting.bump import with_pairs
+
+    ratio = np.zeros(len(REGION_NAMES), np.float32)
+    left, right = REGION_NAMES.index("brow_inner_L"), REGION_NAMES.index("brow_inner_R")
+    ratio[left], ratio[right] = 0.6, 0.7  # both sides at 60-70 % of the one-sided threshold
+    out = with_pairs(ratio, 2.0)
+    assert out[left] == pytest.approx(1.2) and out[right] == pytest.approx(1.2)
+    assert np.count_nonzero(out) == 2 and out is not ratio and ratio[left] == pytest.approx(0.6)
+    ratio[right] = 0.0  # one side only: no help
+    assert with_pairs(ratio, 2.0)[left] == pytest.approx(0.6)
+    assert with_pairs(ratio, 1.0) is ratio
