@@ -104,3 +104,8 @@ def test_parse_override(text: str, expected: tuple) -> None:
 def test_parse_override_rejects_missing_equals() -> None:
     with pytest.raises(UserError, match=r"section\.key=value"):
         parse_override("spotting.threshold_k")
+
+
+def test_default_toml_documents_the_real_defaults() -> None:
+    """configs/default.toml is what runs without --config: every value it names is the built-in default."""
+    assert load_config("default") == load_config(None)
