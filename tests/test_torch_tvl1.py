@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from engine.errors import UserError
 from engine.flow import create
@@ -26,6 +27,8 @@ from engine.flow.torch_tvl1 import (
     median_filter,
     median_opencv,
     pyramid_sizes,
+    resize_bilinear,
+    sqrt_rounded,
     warp_opencv,
     warp_torch,
 )
@@ -256,14 +259,43 @@ def test_median_filter_when_torch_or_opencv_equals_cv2_median_blur(size: int) ->
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
-def test_warp_when_opencv_or_grid_sample_agree_inside_the_image(mode: str) -> None:
+def test_warp_when_positions_are_on_opencv_grid_equals_cv2_remap_also_outside_the_image(mode: str) -> None:
     gen = torch.Generator().manual_seed(1)
     stack = torch.rand(2, 3, 20, 24, generator=gen) * 255
-    u = torch.rand(2, 2, 20, 24, generator=gen) * 4 - 2
-    a, b = warp_torch(stack, u, mode), warp_opencv(stack, u, mode)
-    # OpenCV quantises positions to 1/32 px: allow that much of the local slope (≤ ~255 / px here)
-    assert float((a - b)[..., 3:-3, 3:-3].abs().max()) < 255 / 32 * 1.5
-    assert float((a - b)[..., 3:-3, 3:-3].abs().mean()) < 1.0
+    # up to 6 px off: many samples partly or wholly outside the image, where the border rule matters
+    u = torch.round((torch.rand(2, 2, 20, 24, generator=gen) * 12 - 6) * 32) / 32
+    a, b = warp_torch(stack, u, mode), warp_opencv(stack, u, mode)  # on OpenCV's 1/32 grid: no quantisation
+    assert float((a - b).abs().max()) < 1e-3  # grey levels 0..255: the same zero-border semantics
+    outside = (u[:, 0] < -2.5 - torch.arange(24.0)) | (u[:, 0] > 25.5 - torch.arange(24.0))
+    assert bool(outside.any()) and float(a.abs().amax(1)[outside].max()) == 0.0
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_warp_when_compared_with_grid_sample_zeros_agrees(mode: str) -> None:
+    gen = torch.Generator().manual_seed(2)
+    stack = torch.rand(1, 3, 20, 24, generator=gen) * 255
+    u = torch.rand(1, 2, 20, 24, generator=gen) * 8 - 4
+    gx = (torch.arange(24.0) + u[:, 0]) * (2 / 23) - 1
+    gy = (torch.arange(20.0).view(20, 1) + u[:, 1]) * (2 / 19) - 1
+    grid = torch.stack((gx, gy), -1)
+    want = F.grid_sample(stack, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    assert float((warp_torch(stack, u, mode) - want).abs().max()) < 1e-2  # grid normalisation rounding
+
+
+@pytest.mark.parametrize(("shape", "scale"), [((256, 256), 0.8), ((105, 131), 0.8), ((37, 50), 0.5)])
+def test_resize_bilinear_when_scaled_equals_cv2_resize_with_fx(shape: tuple[int, int], scale: float) -> None:
+    x = np.random.default_rng(0).random(shape).astype(np.float32) * 255
+    want = cv2.resize(x, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    got = resize_bilinear(torch.from_numpy(x)[None], want.shape, scale)[0].numpy()
+    assert float(np.abs(got - want).max()) < 1e-3
+    up = cv2.resize(want, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)  # upsampling by size
+    assert float(np.abs(resize_bilinear(torch.from_numpy(want)[None], shape)[0].numpy() - up).max()) < 1e-3
+
+
+def test_sqrt_rounded_when_float32_equals_correctly_rounded_root() -> None:
+    x = torch.rand(100_000, generator=torch.Generator().manual_seed(3)) * 50
+    want = np.sqrt(x.numpy().astype(np.float64)).astype(np.float32)
+    assert np.array_equal(sqrt_rounded(x).numpy(), want)
 
 
 def test_pyramid_sizes_when_level_gets_small_stops_like_opencv() -> None:

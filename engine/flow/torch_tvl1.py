@@ -23,7 +23,14 @@ Where the work goes: the primal-dual iterations are plain torch ops, fused by ``
 (≈0.2 ms instead of ≈1.9 ms eager per iteration on 256×256 CPU, DESIGN.md). On CPU the warp and
 the median go through ``cv2.remap`` / ``cv2.medianBlur`` (`warp_opencv`, `median_opencv`):
 bicubic gathers and 25-way medians do not vectorise under inductor and cost more than all the
-iterations together; on CUDA and in the exported graph they are ``grid_sample`` and ``topk``.
+iterations together; on CUDA and in the exported graph they are `warp_torch` (explicit gathers
+on a zero-padded stack) and `median_filter` (``topk``).
+
+Border semantics are OpenCV's everywhere: the warp reads zeros outside the image (``remap``'s
+``BORDER_CONSTANT``), gradients and the median replicate the edge. The exported graph avoids
+operators whose arithmetic differs between runtimes (``GridSample``, ``Resize``, ``MatMul``) and the
+module uses a correctly rounded square root, so onnxruntime reproduces torch bit for bit on CPU:
+TV-L1 amplifies ulp-level differences near the image border to pixels over hundreds of iterations.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -118,34 +125,45 @@ def pyramid_sizes(height: int, width: int, nscales: int, scale_step: float) -> l
 # ---------------------------------------------------------------- building blocks (B×H×W tensors)
 
 
-def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """n_out×n_in weights of 1-D linear resizing with half-pixel centres and edge clamping.
+def _interp_taps(
+    n_in: int, n_out: int, scale: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1-D linear resizing with half-pixel centres and edge clamping as two taps per output.
 
-    The same weights as ``F.interpolate(mode="bilinear", align_corners=False)`` / ``cv2.resize``
-    (source index ``(i + ½)·n_in/n_out − ½``, clamped at 0).
+    Returns ``(lo, hi, frac)`` (n_out each; int64, int64, float32): output i is
+    ``(1 − frac)·x[lo] + frac·x[hi]``. The same weights as ``cv2.resize`` (source index
+    ``(i + ½)/scale − ½``, clamped to the image) with ``scale = n_out/n_in`` by default (also
+    ``F.interpolate(mode="bilinear", align_corners=False)`` up to float rounding). OpenCV's TV-L1 builds its
+    pyramid with ``fx = fy = scale_step``, so there the step is exactly ``1/scale_step`` and not
+    the ratio of the rounded sizes (≈0.2 px apart at the far edge of a 205-pixel level; the
+    mismatch cost ≈0.5 % end-point error on the bench faces).
     """
     n_in, n_out = int(n_in), int(n_out)
-    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    step = n_in / n_out if scale is None else 1.0 / float(scale)
+    src = np.maximum((np.arange(n_out) + 0.5) * step - 0.5, 0.0)
     lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     hi = np.minimum(lo + 1, n_in - 1)
-    frac = src - lo
-    m = np.zeros((n_out, n_in), dtype=np.float64)
-    np.add.at(m, (np.arange(n_out), lo), 1.0 - frac)
-    np.add.at(m, (np.arange(n_out), hi), frac)
-    return m.astype(np.float32)
+    return lo, hi, (src - lo).astype(np.float32)
 
 
-def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of the last two dims of ``x`` to ``size`` as two matrix products.
+def resize_bilinear(x: torch.Tensor, size: tuple[int, int], scale: float | None = None) -> torch.Tensor:
+    """Bilinear resize of the last two dims of ``x`` to ``size``, rows first, by gathers and weights.
 
-    Equal to ``F.interpolate(..., mode="bilinear", align_corners=False)``, but exported as MatMul
-    with constant weights: onnxruntime's ``Resize`` extrapolates where torch clamps the first
-    source index when upsampling, and that border difference spread to 2 px after 500 iterations.
+    ``scale=None``: equal to ``cv2.resize(x, size)`` (and, up to float rounding of the source
+    index, ``F.interpolate(..., mode="bilinear", align_corners=False)``); a ``scale`` equals
+    ``cv2.resize(x, None, fx=scale, fy=scale)`` (see `_interp_taps`). Exported as Gather/Mul/Add
+    with constant indices and weights, so torch and onnxruntime round identically: onnxruntime's
+    ``Resize`` extrapolates where torch clamps the first source index when upsampling, and a
+    ``MatMul`` form accumulates in a different order per runtime; TV-L1 amplifies either
+    difference near the border over hundreds of iterations.
     """
     h, w = (int(d) for d in x.shape[-2:])  # plain ints also while tracing for export
-    ry = torch.from_numpy(_interp_matrix(h, size[0])).to(x.device, x.dtype)
-    rx = torch.from_numpy(_interp_matrix(w, size[1])).to(x.device, x.dtype)
-    return ry @ x @ rx.T
+    for dim, n_in, n_out in ((-2, h, size[0]), (-1, w, size[1])):
+        lo, hi, frac = (torch.from_numpy(a).to(x.device) for a in _interp_taps(n_in, n_out, scale))
+        shape = (n_out, 1) if dim == -2 else (n_out,)
+        frac = frac.to(x.dtype).view(shape)
+        x = (1.0 - frac) * x.index_select(dim, lo) + frac * x.index_select(dim, hi)
+    return x
 
 
 def centred_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,8 +200,23 @@ def median_filter(u: torch.Tensor, size: int) -> torch.Tensor:
     return shifted.topk(size * size // 2 + 1, dim=2, largest=False).values[:, :, -1]
 
 
-def make_step(params: TVL1Params) -> StepFn:
+def sqrt_rounded(x: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded square root (IEEE 754's, onnxruntime's), via float64 for float32 tensors.
+
+    torch's eager CPU ``sqrt`` of float32 is 1 ulp off on ~0.7 % of values; in TV-L1's dual step
+    that seeds differences that grow to ~1e-4 px in 20 iterations. While exporting it is a plain
+    ``Sqrt`` (float32, correctly rounded by onnxruntime; no float64 in the graph for TensorRT).
+    """
+    if x.dtype != torch.float32 or torch.onnx.is_in_onnx_export():
+        return torch.sqrt(x)
+    return torch.sqrt(x.double()).float()
+
+
+def make_step(params: TVL1Params, exact_sqrt: bool = False) -> StepFn:
     """One primal-dual iteration with the parameters bound.
+
+    ``exact_sqrt`` uses `sqrt_rounded` (what the exported module needs for bit-level parity with
+    onnxruntime); the default ``torch.sqrt`` is faster and what ``torch.compile`` fuses.
 
     ``u``: B×2×H×W flow; ``p``: B×4×H×W dual (p11, p12, p21, p22); ``i1wx``, ``i1wy``: warped
     gradient, ``grad`` = its squared norm, ``rho_c`` = I1w − ∇I1w·u0 − I0 (B×H×W each). Returns the
@@ -191,6 +224,7 @@ def make_step(params: TVL1Params) -> StepFn:
     """
     l_t = params.lambda_ * params.theta
     theta = params.theta
+    sqrt = sqrt_rounded if exact_sqrt else torch.sqrt
     taut = params.tau / params.theta
 
     def step(
@@ -219,8 +253,8 @@ def make_step(params: TVL1Params) -> StepFn:
         # dual step (forwardGradient, estimateDualVariables)
         u1x, u1y = forward_gradient(n1)
         u2x, u2y = forward_gradient(n2)
-        ng1 = 1.0 + taut * torch.sqrt(u1x * u1x + u1y * u1y)
-        ng2 = 1.0 + taut * torch.sqrt(u2x * u2x + u2y * u2y)
+        ng1 = 1.0 + taut * sqrt(u1x * u1x + u1y * u1y)
+        ng2 = 1.0 + taut * sqrt(u2x * u2x + u2y * u2y)
         new_u = torch.stack((n1, n2), 1)
         new_p = torch.stack(
             (
@@ -237,7 +271,7 @@ def make_step(params: TVL1Params) -> StepFn:
     return step
 
 
-def make_iterate(params: TVL1Params) -> IterateFn:
+def make_iterate(params: TVL1Params, exact_sqrt: bool = False) -> IterateFn:
     """``n`` primal-dual iterations in a row (the unit that ``torch.compile`` fuses).
 
     ``active`` (B×1×1 bool or None) marks the pairs still iterating: an inactive pair keeps its
@@ -245,7 +279,7 @@ def make_iterate(params: TVL1Params) -> IterateFn:
     which is OpenCV's stopping test evaluated without leaving the graph. ``None`` = fixed iterations.
     Returns ``(u, p, active)``.
     """
-    step = make_step(params)
+    step = make_step(params, exact_sqrt)
 
     def iterate(
         u: torch.Tensor,
@@ -272,16 +306,60 @@ def make_iterate(params: TVL1Params) -> IterateFn:
     return iterate
 
 
+_WARP_PAD = 4  # zero border around the warped stack: every bicubic tap of a clamped position is inside
+_CUBIC_A = -0.75  # OpenCV's (and torch's) bicubic kernel parameter
+
+
+def _cubic_weights(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weights of the taps at offsets −1, 0, 1, 2 for fraction ``t``: OpenCV's ``interpolateCubic``."""
+    a = _CUBIC_A
+    t1, s = t + 1.0, 1.0 - t
+    w0 = ((a * t1 - 5.0 * a) * t1 + 8.0 * a) * t1 - 4.0 * a
+    w1 = ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+    w2 = ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0
+    return w0, w1, w2, 1.0 - w0 - w1 - w2
+
+
 def warp_torch(i1_stack: torch.Tensor, u: torch.Tensor, interpolation: Interpolation) -> torch.Tensor:
-    """Sample B×C×H×W ``i1_stack`` at x + u with ``grid_sample``; zero outside the image."""
-    _, _, h, w = u.shape
-    xs = torch.arange(w, dtype=u.dtype, device=u.device).view(1, 1, w)
-    ys = torch.arange(h, dtype=u.dtype, device=u.device).view(1, h, 1)
-    gx = (xs + u[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys + u[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    return F.grid_sample(
-        i1_stack, torch.stack((gx, gy), -1), mode=interpolation, padding_mode="zeros", align_corners=True
-    )
+    """Sample B×C×H×W ``i1_stack`` at x + u (B×2×H×W), zero outside the image: ``cv2.remap``'s
+    ``BORDER_CONSTANT`` semantics, without its 1/32-pixel quantisation.
+
+    Written as explicit gathers and weight arithmetic rather than ``grid_sample``: the stack gets a
+    zero border of `_WARP_PAD` pixels and each sample position is clamped to where all its taps are
+    zero anyway (x ≤ −2 or x ≥ W + 1 for bicubic), so every tap reads inside the padded image and
+    no runtime's out-of-image rule is involved. Torch and onnxruntime then run the same float
+    operations in the same order: ``GridSample``'s own weight formulas differ from torch's by a few
+    ulps, and TV-L1 amplifies such differences near the border to ~2 px over 500 iterations.
+    """
+    b, c, h, w = (int(d) for d in i1_stack.shape)
+    pad = _WARP_PAD
+    wp = w + 2 * pad
+    flat = F.pad(i1_stack, (pad, pad, pad, pad)).reshape(b, c, (h + 2 * pad) * wp)
+    xs = torch.arange(w, dtype=u.dtype, device=u.device).view(1, 1, w) + float(pad)
+    ys = torch.arange(h, dtype=u.dtype, device=u.device).view(1, h, 1) + float(pad)
+    if interpolation == "bicubic":
+        lo, hi, offsets = -2.0, 2.0, (-1, 0, 1, 2)
+    else:
+        lo, hi, offsets = -1.0, 1.0, (0, 1)
+    x = torch.clamp(xs + u[:, 0], pad + lo, pad + w - 1 + hi).reshape(b, 1, h * w)
+    y = torch.clamp(ys + u[:, 1], pad + lo, pad + h - 1 + hi).reshape(b, 1, h * w)
+    x0, y0 = torch.floor(x), torch.floor(y)
+    tx, ty = x - x0, y - y0
+    if interpolation == "bicubic":
+        wx, wy = _cubic_weights(tx), _cubic_weights(ty)
+    else:
+        wx, wy = (1.0 - tx, tx), (1.0 - ty, ty)
+    base = (y0.long() * wp + x0.long()).expand(b, c, h * w)
+    out: torch.Tensor | None = None
+    for j, dy in enumerate(offsets):
+        row: torch.Tensor | None = None
+        for i, dx in enumerate(offsets):
+            term = wx[i] * torch.gather(flat, 2, base + (dy * wp + dx))
+            row = term if row is None else row + term
+        term = wy[j] * row
+        out = term if out is None else out + term
+    assert out is not None
+    return out.reshape(b, c, h, w)
 
 
 def warp_opencv(i1_stack: torch.Tensor, u: torch.Tensor, interpolation: Interpolation) -> torch.Tensor:
@@ -355,8 +433,8 @@ def tvl1(
     sizes = pyramid_sizes(h, w, params.nscales, params.scale_step)
     pyr0, pyr1 = [i0], [i1]
     for lh, lw in sizes[1:]:
-        pyr0.append(resize_bilinear(pyr0[-1], (lh, lw)))
-        pyr1.append(resize_bilinear(pyr1[-1], (lh, lw)))
+        pyr0.append(resize_bilinear(pyr0[-1], (lh, lw), params.scale_step))
+        pyr1.append(resize_bilinear(pyr1[-1], (lh, lw), params.scale_step))
     u = torch.zeros((b, 2, *sizes[-1]), dtype=i0.dtype, device=i0.device)
     med = params.median_filtering
     inner = params.inner_iterations
@@ -405,7 +483,7 @@ class TVL1Module(torch.nn.Module):
         super().__init__()
         params.check()
         self.params = params
-        self._iterate = make_iterate(params)
+        self._iterate = make_iterate(params, exact_sqrt=True)
 
     def forward(self, prev: torch.Tensor, next: torch.Tensor) -> torch.Tensor:
         u = tvl1(
