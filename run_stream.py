@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 from typing import Any
 
-from engine.config import load_config, parse_override
 from engine.errors import UserError
 
 log = logging.getLogger("mellm")
@@ -50,6 +50,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _finite_float(text: str) -> float:
+    """A float flag value; nan and inf are refused here (no stage can run at an infinite rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="run_stream.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--source", help="camera index, rtsp/http URL, video file, frame folder, or 'demo'")
@@ -61,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", help="LoRA adapter folder for the vlm explainer")
     p.add_argument("--endpoint", help="base URL of an OpenAI-compatible server (openai explainer)")
     p.add_argument("--face-model", help="MediaPipe face_landmarker.task file")
-    p.add_argument("--fps", type=float, help="frame rate (required for frame folders)")
+    p.add_argument("--fps", type=_finite_float, help="frame rate (required for frame folders)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--realtime", action="store_true", default=None, help="pace files at their frame rate")
     p.add_argument("--stream", help="stream name used in topics (default: derived from the source)")
@@ -80,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The dotted-key overrides given on the command line (flags first, then --set)."""
+    from engine.config import parse_override
+
     out: dict[str, Any] = {}
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag)
@@ -98,13 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     closers: list[Any] = []
     try:
-        cfg = load_config(args.config, overrides_from_args(args))
+        from engine.config import load_config
         from engine.pipeline import build_pipeline
 
+        cfg = load_config(args.config, overrides_from_args(args))
         pipeline, closers = build_pipeline(cfg)
     except UserError as exc:
         print(f"run_stream.py: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while models load, before the stop handler is in place
+        print("run_stream.py: interrupted while starting", file=sys.stderr)
+        return 130
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
@@ -130,4 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C during the first imports
+        sys.exit(130)

@@ -12,9 +12,11 @@ whether a camera is kept up with; both figures are printed.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,11 +33,28 @@ def run(cfg: EngineConfig, label: str) -> None:
     from engine.sources import open_source
     from spotting import create_spotter
 
+    backend = flow.create(cfg.flow.name, **cfg.flow.params)  # a bad name fails before anything opens
     source = open_source(cfg.source, cfg.demo)
     tracker = create_tracker(cfg.face)
+    try:
+        _measure(cfg, label, source, tracker, backend, create_spotter, build_evidence)
+    finally:  # closed on every path: MediaPipe's finaliser at exit prints a traceback otherwise
+        tracker.close()
+        source.close()
+
+
+def _measure(
+    cfg: EngineConfig,
+    label: str,
+    source: Any,
+    tracker: Any,
+    backend: Any,
+    create_spotter: Any,
+    build_evidence: Any,
+) -> None:
+    """Run the source to its end (or ``max_frames``) and print the per-stage split."""
     fps = cfg.source.fps or source.fps or 30.0
     spotter = create_spotter(cfg.spotting, "bench", fps)
-    backend = flow.create(cfg.flow.name, **cfg.flow.params)
     times = {"decode": 0.0, "face": 0.0, "spot": 0.0, "flow+fusion": 0.0}
     frames = faces = cands = 0
     it = iter(source.frames())
@@ -63,8 +82,6 @@ def run(cfg: EngineConfig, label: str) -> None:
             cands += 1
         times["flow+fusion"] += time.perf_counter() - t3
     total = time.perf_counter() - t_start
-    tracker.close()
-    source.close()
     print(f"\n== {label}: {frames} frames, {faces} with a face, {cands} candidates, flow {cfg.flow.name}")
     video = times["decode"] + times["face"] + times["spot"]
     print(f"   video thread (decode+face+spot): {frames / video:8.1f} frames/s  (keeps up with a camera?)")
@@ -76,20 +93,34 @@ def run(cfg: EngineConfig, label: str) -> None:
         print(f"   flow+fusion per candidate: {1000 * times['flow+fusion'] / cands:.1f} ms")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 after the figures, 2 with one line on a bad flag, 130 on Ctrl-C."""
+    from engine.errors import UserError
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--video", default=str(DEFAULT_VIDEO))
     p.add_argument("--demo-seconds", type=float, default=20.0)
     p.add_argument("--max-frames", type=int, default=0)
     p.add_argument("--flow", default="opencv-tvl1")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     common = {"flow.name": args.flow, "source.max_frames": args.max_frames}
-    if Path(args.video).exists():
-        run(load_config(None, {**common, "source.spec": args.video}), Path(args.video).name)
-    else:
-        print(f"(skipping the real video: {args.video} is absent)")
-    run(load_config(None, {**common, "source.spec": "demo", "demo.duration_s": args.demo_seconds}), "demo")
+    try:
+        if not 0 < args.demo_seconds < math.inf:
+            raise UserError(f"--demo-seconds must be a finite number > 0, got {args.demo_seconds}")
+        if Path(args.video).exists():
+            run(load_config(None, {**common, "source.spec": args.video}), Path(args.video).name)
+        else:
+            print(f"(skipping the real video: {args.video} is absent)")
+        demo = {**common, "source.spec": "demo", "demo.duration_s": args.demo_seconds}
+        run(load_config(None, demo), "demo")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -93,7 +93,8 @@ def read_image(image: ImageInput, what: str) -> np.ndarray:
     else:
         path = Path(image)
         if not path.is_file():
-            raise UserError(f"{what} image {str(path)!r} does not exist; pass an image file (png, jpg, ...)")
+            problem = "is a folder" if path.is_dir() else "does not exist"
+            raise UserError(f"{what} image {str(path)!r} {problem}; pass an image file (png, jpg, ...)")
         arr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if arr is None:
             raise UserError(f"{what} image {str(path)!r} cannot be decoded; pass a png, jpg or bmp file")
@@ -189,11 +190,17 @@ def analyze_pair(
 
 
 def write_outputs(result: PairResult, out: Path) -> list[Path]:
-    """``fused_map.png`` and ``explanation.json`` in ``out`` (created); returns the paths."""
-    out.mkdir(parents=True, exist_ok=True)
+    """``fused_map.png`` and ``explanation.json`` in ``out`` (created); returns the paths.
+
+    A folder that cannot be created or written is a `UserError`.
+    """
     png, js = out / "fused_map.png", out / "explanation.json"
-    png.write_bytes(result.evidence.png)
-    js.write_text(json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        png.write_bytes(result.evidence.png)
+        js.write_text(json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write --out folder {out}: {exc.strerror or exc}; choose another") from None
     return [png, js]
 
 
@@ -228,14 +235,29 @@ def main(argv: list[str] | None = None) -> int:
         )
         if v
     }
+    from engine.explain.openai_client import OpenAIProtocolError, OpenAIRequestError
+
     try:
+        if args.out:  # fail before the work, not after it
+            try:
+                Path(args.out).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create --out folder {args.out}: {exc.strerror or exc}") from None
         result = analyze_pair(
             args.onset, args.apex, args.explainer, face_model=args.face_model or None, **params
         )
         written = write_outputs(result, Path(args.out)) if args.out else []
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UserError, OpenAIRequestError) as exc:  # a server that cannot be reached: check --endpoint
+        unreachable = isinstance(exc, OpenAIRequestError)
+        hint = "; check --endpoint, --model and that the server runs" if unreachable else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
+    except OpenAIProtocolError as exc:  # the server answered nonsense: not the user's mistake
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     else:

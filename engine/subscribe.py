@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -271,6 +272,19 @@ def _journal_message(line: str) -> Message | None:
     return Message(name, event, line, None)
 
 
+def _journal_lines(path: Path) -> Iterator[str]:
+    """`read_lines`, with a folder, an unreadable or a binary file as one clear `UserError`."""
+    fix = "give the JSON-lines file the engine writes with --journal"
+    if path.is_dir():
+        raise UserError(f"journal {path} is a folder; {fix}")
+    try:
+        yield from read_lines(path)
+    except UnicodeDecodeError:
+        raise UserError(f"journal {path} is not a text file; {fix}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read journal {path}: {exc.strerror or exc}; {fix}") from None
+
+
 def replay(
     journal: str | Path, from_seq: int = 0, *, below_seq: int | None = None, topic: str = ""
 ) -> Iterator[Message]:
@@ -287,7 +301,7 @@ def replay(
     start = 0
     prev: int | None = None
     bad = 0
-    for i, line in enumerate(read_lines(path)):
+    for i, line in enumerate(_journal_lines(path)):
         msg = _journal_message(line)
         if msg is None:
             bad += 1
@@ -300,7 +314,7 @@ def replay(
         log.warning("journal %s: skipped %d malformed line(s)", path, bad)
     # pass 2: the run's lines in range (the journal may have grown: still a prefix, still in order)
     prev = None
-    for i, line in enumerate(read_lines(path)):
+    for i, line in enumerate(_journal_lines(path)):
         if i < start:
             continue
         msg = _journal_message(line)
@@ -510,8 +524,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--from must be a seq >= 0, got {args.from_seq}")
         if args.count is not None and args.count < 1:
             raise UserError(f"--count must be at least 1, got {args.count}")
-        if args.timeout is not None and args.timeout <= 0:
-            raise UserError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+        if args.timeout is not None and not (0 < args.timeout < math.inf):
+            raise UserError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
         if args.save_maps is not None:
             try:
                 args.save_maps.mkdir(parents=True, exist_ok=True)

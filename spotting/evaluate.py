@@ -41,9 +41,11 @@ import csv
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.errors import UserError
 from engine.types import Candidate, FaceObservation, Frame
@@ -347,13 +349,18 @@ def read_detections(path: Path) -> dict[str, list[Span]]:
     """A detection CSV: ``video,onset,offset[,kind]`` per line (a header line is allowed); kind
     defaults to micro. Frame numbers in the sheet's numbering."""
     out: dict[str, list[Span]] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        for k, row in enumerate(csv.reader(fh), 1):
+    try:
+        fh = open(path, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read detection file {path}: {exc.strerror or exc}") from None
+    with fh:
+        rows = _text_rows(fh, path)
+        for k, row in enumerate(rows, 1):
             if not row or not "".join(row).strip():
                 continue
             try:
                 on, off = int(float(row[1])), int(float(row[2]))
-            except (IndexError, ValueError):
+            except (IndexError, ValueError, OverflowError):
                 if k == 1:
                     continue  # header
                 raise UserError(f"{path}:{k}: expected video,onset,offset[,kind], got {row!r}") from None
@@ -362,6 +369,14 @@ def read_detections(path: Path) -> dict[str, list[Span]]:
                 raise UserError(f"{path}:{k}: kind must be micro or macro, got {row[3]!r}")
             out.setdefault(row[0].strip(), []).append((on, off, kind))
     return out
+
+
+def _text_rows(fh: Any, path: Path) -> Iterator[list[str]]:
+    """CSV rows of an open text file; a binary file is a `UserError`."""
+    try:
+        yield from csv.reader(fh)
+    except UnicodeDecodeError:
+        raise UserError(f"detection file {path} is not a text CSV (video,onset,offset[,kind])") from None
 
 
 def write_detections(path: Path, detections: dict[str, list[Span]]) -> None:
@@ -425,10 +440,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if not args.sheet.is_file():
-            raise UserError(f"annotation sheet {args.sheet} does not exist; pass --sheet FILE")
+            raise UserError(f"annotation sheet {args.sheet} is not a file; pass --sheet FILE")
+        if args.sheet.suffix.lower() == ".xlsx" and not zipfile.is_zipfile(args.sheet):
+            raise UserError(f"sheet {args.sheet} is not an Excel workbook; pass a real .xlsx or a .csv")
         if args.detections is not None:
             if not args.detections.is_file():
-                raise UserError(f"detection file {args.detections} does not exist")
+                raise UserError(f"detection file {args.detections} is not a file; pass --detections CSV")
             items = dataset_items(args.dataset, args.sheet, None)
             dets = read_detections(args.detections)
             unknown = sorted(set(dets) - {i.name for i in items})
@@ -444,16 +461,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.root.is_dir():
             raise UserError(f"dataset root {args.root} is not a folder")
         face_cfg, spot_cfg = _configs(args.config)
+        _check_outputs(args.detections_out, args.plot_dir)  # before hours of spotting, not after
         items = dataset_items(args.dataset, args.sheet, args.root)
         score, dets, fps = evaluate_dataset(items, face_cfg, spot_cfg, args.plot_dir, progress=print)
         if args.detections_out is not None:
-            write_detections(args.detections_out, dets)
+            try:
+                write_detections(args.detections_out, dets)
+            except OSError as exc:
+                where = args.detections_out
+                raise UserError(f"cannot write --detections-out {where}: {exc.strerror or exc}") from None
         print(score.table())
         print(f"spotting path: {fps:.1f} frames/s over {len(items)} videos")
         return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _check_outputs(detections_out: Path | None, plot_dir: Path | None) -> None:
+    """Create ``plot_dir`` and the folder of ``detections_out`` now; a path that cannot be written
+    is a `UserError`."""
+    if detections_out is not None and detections_out.is_dir():
+        raise UserError(f"--detections-out {detections_out} is a folder; give a CSV file name")
+    folders = [(plot_dir, "--plot-dir")] if plot_dir is not None else []
+    if detections_out is not None:
+        folders.append((detections_out.parent, "--detections-out"))
+    for folder, flag in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the folder {folder} of {flag}: {exc.strerror or exc}") from None
 
 
 def _configs(path: Path | None) -> tuple[object, object]:

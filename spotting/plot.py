@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,17 +83,39 @@ def plot_run(
 
 
 def read_truth_csv(path: Path) -> list[tuple[int, int]]:
-    """(onset, offset) frames of a CAS(ME)^2 long-video layout CSV."""
+    """(onset, offset) frames of a CAS(ME)^2 long-video layout CSV; a missing or non-text file is a
+    `UserError`."""
+    if not Path(path).is_file():
+        raise UserError(f"--truth {path} is not a file; give the ground-truth CSV")
     out = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for k, row in enumerate(csv.reader(fh), 1):
-            try:
-                out.append((int(row[2]), int(row[4])))
-            except (IndexError, ValueError):
-                raise UserError(
-                    f"{path}:{k}: expected the CAS(ME)^2 long-video layout (onset in column 3)"
-                ) from None
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for k, row in enumerate(csv.reader(fh), 1):
+                try:
+                    out.append((int(row[2]), int(row[4])))
+                except (IndexError, ValueError):
+                    raise UserError(
+                        f"{path}:{k}: expected the CAS(ME)^2 long-video layout (onset in column 3)"
+                    ) from None
+    except UnicodeDecodeError:
+        raise UserError(f"--truth {path} is not a text CSV; give the ground-truth CSV") from None
     return out
+
+
+def check_out(out: Path) -> None:
+    """Fail before the work on an ``--out`` that cannot be written: a folder, an unknown image
+    format, a folder that cannot be created."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give an image file such as {out / 'plot.png'}")
+    if out.suffix.lstrip(".").lower() not in formats:
+        raise UserError(f"--out {out}: give a file ending in one of .{', .'.join(sorted(formats))}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the folder of --out {out}: {exc.strerror or exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="PNG to write")
     args = ap.parse_args(argv)
     try:
+        if not 0 <= args.fps < math.inf:
+            raise UserError(f"--fps must be a finite frame rate >= 0 (0: the video's own), got {args.fps}")
+        check_out(args.out)
         from engine.face import create_tracker
         from engine.face.config import FaceConfig
         from engine.sources import open_source
@@ -124,12 +150,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             tracker.close()
             src.close()
-        plot_run(args.out, run, fps, truth, title=args.video.name)
+        if not any(v is not None for _, _, v in run.scores):
+            raise UserError(
+                f"no frame of {args.video} was scored (no face tracked, or shorter than the warm-up); "
+                "plot a longer video that shows a face"
+            )
+        try:
+            plot_run(args.out, run, fps, truth, title=args.video.name)
+        except OSError as exc:
+            raise UserError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
         print(f"{args.out}: {len(run.candidates)} detections, {run.frames} frames")
         return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

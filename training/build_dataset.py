@@ -43,6 +43,7 @@ import logging
 import re
 import sys
 import time
+import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -428,13 +429,28 @@ def read_dataset(
     path = folder / DATASET_FILE
     if not path.is_file():
         raise UserError(f"{path} not found; build the dataset first with python -m training.build_dataset")
-    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file; rebuild the dataset") from None
+    items = []
+    for k, line in enumerate(lines, 1):
+        try:
+            if line.strip():
+                items.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise UserError(f"{path}:{k} is not a JSON line; rebuild the dataset") from None
     if split is None:
         return items
     sp = Path(split)
     if not sp.is_file():
         raise UserError(f"split file {sp} not found; the folds are in {folder / 'splits'}")
-    fold = json.loads(sp.read_text())
+    try:
+        fold = json.loads(sp.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"split file {sp} is not JSON; pass a fold file from {folder / 'splits'}") from None
+    if not isinstance(fold, dict) or part not in fold:
+        raise UserError(f"split file {sp} has no {part!r} list; pass a fold file from {folder / 'splits'}")
     if part not in ("train", "test"):
         raise UserError(f"split part {part!r} is not train or test")
     keep = set(fold[part])
@@ -452,6 +468,30 @@ def _parse_kv(pairs: Sequence[str]) -> tuple[tuple[str, Any], ...]:
         except json.JSONDecodeError:
             out.append((key, value))
     return tuple(out)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Cheap checks of the command line before any frame is read (each a `UserError`)."""
+    from pydantic import ValidationError
+
+    from engine.face.config import FaceConfig
+
+    for sheet in args.sheet:
+        if Path(sheet).suffix.lower() == ".xlsx" and Path(sheet).is_file() and not zipfile.is_zipfile(sheet):
+            raise UserError(f"sheet {sheet} is not an Excel workbook; pass a real .xlsx or a .csv")
+    if not Path(args.frames).is_dir():
+        raise UserError(f"--frames {args.frames} is not a folder; pass the root of the frame folders")
+    try:
+        FaceConfig(crop_size=args.crop_size)
+    except ValidationError as exc:
+        raise UserError(f"--crop-size {args.crop_size}: {exc.errors()[0]['msg'].lower()}") from None
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1 clip, got {args.limit}")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create --out folder {out}: {exc.strerror or exc}; choose another") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -485,6 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        _check_args(args)
         from training.readers import read_sheet
 
         records: list[MERecord] = []
@@ -514,6 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; {args.out} is incomplete: run the command again", file=sys.stderr)
+        return 130
     print(
         f"{summary['written']} of {summary['clips']} clips written to {args.out} "
         f"({summary['folds']} leave-one-subject-out folds, {summary['issues']} issues in issues.jsonl, "

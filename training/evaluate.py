@@ -192,7 +192,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if a.max_new_tokens:
         params["max_new_tokens"] = a.max_new_tokens
+    from engine.explain.openai_client import OpenAIRequestError
+
     try:
+        counts = {"--batch-size": a.batch_size, "--limit": a.limit, "--max-new-tokens": a.max_new_tokens}
+        for flag, value in counts.items():
+            if value is not None and value < 1:
+                raise UserError(f"{flag} must be at least 1, got {value}")
+        out = Path(a.out) if a.out else None
+        if out is not None:
+            if out.is_dir():
+                raise UserError(f"--out {out} is a folder; give a JSON file such as {out / 'results.json'}")
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create the folder of --out {out}: {exc.strerror or exc}") from None
         splits: list[str | Path | None] = list(a.split)
         if a.loso:
             splits += sorted((Path(a.data) / "splits").glob("*.json"))
@@ -201,14 +215,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = evaluate(
             a.data, splits or [None], a.explainer, params, batch_size=a.batch_size, limit=a.limit
         )
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UserError, OpenAIRequestError) as exc:
+        unreachable = isinstance(exc, OpenAIRequestError)
+        hint = "; check --endpoint, --model and that the server runs" if unreachable else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     print(format_table(result))
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(result, indent=1, ensure_ascii=False))
-        print(f"results written to {a.out}")
+    if out is not None:
+        try:
+            out.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+        except OSError as exc:
+            print(f"error: cannot write --out {out}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"results written to {out}")
     return 0
 
 

@@ -192,6 +192,39 @@ def _save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, s
     )
 
 
+def _check_model_folder(model_dir: Path) -> None:
+    """A folder with a transformers ``config.json`` naming its ``model_type`` (cheap: no torch)."""
+    cfg_file = model_dir / "config.json"
+    if not cfg_file.is_file():
+        raise UserError(f"model folder {model_dir} has no config.json; pass a local Qwen-VL model folder")
+    try:
+        model_type = json.loads(cfg_file.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError):
+        model_type = None
+    if not model_type:
+        raise UserError(f"{cfg_file} names no model_type; pass the folder that save_pretrained wrote")
+
+
+def check_numbers(a: argparse.Namespace) -> None:
+    """The numeric flags in their ranges (floats finite), as a `UserError` naming the flag."""
+    rules: list[tuple[str, bool, str]] = [
+        ("epochs", 0 < a.epochs < math.inf, "a finite number > 0"),
+        ("max_steps", a.max_steps is None or a.max_steps >= 1, ">= 1"),
+        ("batch_size", a.batch_size >= 1, ">= 1"),
+        ("grad_accum", a.grad_accum >= 1, ">= 1"),
+        ("lr", 0 < a.lr < math.inf, "a finite number > 0"),
+        ("warmup_steps", a.warmup_steps >= 0, ">= 0"),
+        ("weight_decay", 0 <= a.weight_decay < math.inf, "a finite number >= 0"),
+        ("lora_r", a.lora_r >= 1, ">= 1"),
+        ("lora_alpha", a.lora_alpha >= 1, ">= 1"),
+        ("lora_dropout", 0 <= a.lora_dropout < 1, "in [0, 1)"),
+        ("save_every", a.save_every >= 0, ">= 0 (0 = only the end)"),
+    ]
+    for name, ok, allowed in rules:
+        if not ok:
+            raise UserError(f"--{name.replace('_', '-')} must be {allowed}, got {getattr(a, name)}")
+
+
 def finetune(cfg: FinetuneConfig, resume: str | None = None) -> dict[str, Any]:
     """Train, save ``cfg.out/adapter``, and return the run summary (losses per step, timing).
 
@@ -206,26 +239,38 @@ def finetune(cfg: FinetuneConfig, resume: str | None = None) -> dict[str, Any]:
     if not items:
         raise UserError(f"no training lines in {folder} (split {cfg.split}); check the split file")
     model_dir = Path(cfg.model)
-    if not (model_dir / "config.json").is_file():
-        raise UserError(f"model folder {model_dir} has no config.json; pass a local Qwen-VL model folder")
+    _check_model_folder(model_dir)
+    if resume not in (None, "auto") and not (Path(resume) / STATE_FILE).is_file():
+        raise UserError(f"--resume {resume}: no {STATE_FILE} there; pass a checkpoint-<step> folder")
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "finetune.json").write_text(json.dumps(asdict(cfg), indent=1))
+    except OSError as exc:
+        raise UserError(f"cannot write the run folder --out {out}: {exc.strerror or exc}") from None
     # Checks above stay cheap (no torch import), so a user mistake exits at once.
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from tqdm import tqdm
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "finetune.json").write_text(json.dumps(asdict(cfg), indent=1))
-
-    device = torch.device(
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if cfg.device == "auto" else cfg.device)
-    )
+    try:
+        device = torch.device(
+            "cuda"
+            if cfg.device == "auto" and torch.cuda.is_available()
+            else ("cpu" if cfg.device == "auto" else cfg.device)
+        )
+    except RuntimeError:
+        raise UserError(f"--device {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {cfg.device}: no CUDA GPU is visible here; use --device cpu (or auto)")
     dtype = resolve_dtype(cfg.dtype, device)
     torch.manual_seed(cfg.seed)
-    processor = AutoProcessor.from_pretrained(model_dir)
+    try:
+        processor = AutoProcessor.from_pretrained(model_dir)
+    except (OSError, ValueError) as exc:
+        first = str(exc).split(". ")[0]
+        raise UserError(f"model folder {model_dir} cannot be loaded ({first}); pass a Qwen-VL one") from None
     if getattr(processor, "chat_template", None) is None:
         raise UserError(f"model folder {model_dir} has no chat template; add chat_template.jinja")
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype)
@@ -373,10 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("batch_size", "grad_accum", "lora_r"):
-        if getattr(a, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
-            return 2
+    try:
+        check_numbers(a)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cfg = FinetuneConfig(
         data=a.data,
         model=a.model,
@@ -406,6 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with --resume (checkpoints in {a.out})", file=sys.stderr)
+        return 130
     print(
         f"{summary['steps']} steps on {summary['examples']} examples in {summary['seconds']} s "
         f"({summary['device']}, {summary['dtype']}): loss {summary['first_loss']:.4f} -> "

@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dashboard: http://{shown}:{port}/  subscribed to {', '.join(dashboard.endpoints)}", flush=True)
     try:
         server.run(sockets=[sock])  # uvicorn turns SIGINT/SIGTERM into a graceful shutdown
+    except KeyboardInterrupt:  # uvicorn re-raises the signal after its graceful shutdown
+        pass
     finally:
         sock.close()
         dashboard.stop()
