@@ -47,28 +47,19 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
 from collections import deque
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from engine.face.regions import REGION_BASES, REGION_NAMES, base_of
-from engine.types import Candidate, FaceObservation, TimePoint
+from engine.types import Candidate, FaceObservation
+from spotting.common import RegionSpotterBase
 from spotting.config import SpottingConfig
-from spotting.signals import (
-    EYELID_MASK,
-    RegionMotion,
-    RollingStats,
-    blink_blendshapes,
-    eye_apertures,
-    frames_for,
-)
+from spotting.signals import EYELID_MASK, RegionMotion, frames_for
 
 log = logging.getLogger(__name__)
 
-N_LANDMARKS = 478
 MOUTH_BASES = frozenset({"mouth_corner", "lip_upper", "lip_lower", "chin"})
 MOUTH_MASK: np.ndarray = np.array([base_of(n) in MOUTH_BASES for n in REGION_NAMES], dtype=bool)
 # Columns of the subject's left and right region of each base name (brow_inner_L / brow_inner_R, ...).
@@ -110,7 +101,7 @@ class _Scored:
     speech: bool
 
 
-class RegionBumpSpotter:
+class RegionBumpSpotter(RegionSpotterBase):
     """The `spotting.base.Spotter` ``region-bump``; see the module docstring for the method.
 
     ``fps`` converts every duration of ``cfg`` into frames. One instance per stream, one thread.
@@ -118,23 +109,15 @@ class RegionBumpSpotter:
     ``scored_index`` its frame index (``k`` frames behind the newest observation).
     """
 
+    min_base_s = 0.5
+    stats_per_baseline = 60
+
     def __init__(
         self, cfg: SpottingConfig, stream: str, fps: float, motion: RegionMotion | None = None
     ) -> None:
-        if not fps > 0:
-            raise ValueError(f"expected a frame rate > 0 for the spotter, got {fps!r}")
-        self.cfg = cfg
-        self.stream = stream
-        self.fps = float(fps)
-        self.motion = motion or RegionMotion(
-            cfg.signal_size, cfg.dis_preset, cfg.dis_finest_scale, cfg.register_shift
-        )
+        super().__init__(cfg, stream, fps, motion)
         self.k = frames_for(cfg.bump_lag_s, fps)
         self.hold = frames_for(cfg.merge_gap_s, fps)
-        n_base = frames_for(cfg.baseline_s, fps, minimum=8)
-        self._min_base = min(n_base, max(8, frames_for(0.5, fps)))
-        self._stats = RollingStats(len(REGION_NAMES), n_base, max(1, n_base // 60))
-        self._eye_stats = RollingStats(4, n_base, max(1, n_base // 60))
         self._signals: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.k + 1)
         self._steps: deque[_Step] = deque(maxlen=self.k + 1)
         self._speech_n = frames_for(cfg.speech_window_s, fps)
@@ -144,24 +127,13 @@ class RegionBumpSpotter:
         self._history: deque[_Scored] = deque(maxlen=self._max_len + 4 * self.k + 2 * self.hold + 4)
         self._open_at: int | None = None  # history position (as frame index) where the open interval began
         self._below = 0
-        self._start_t: float | None = None
-        self._last_index: int | None = None
-        self.region_scores: np.ndarray | None = None
         self.region_thresholds: np.ndarray | None = None
         self.scored_index: int | None = None
 
     # -- the Spotter protocol ---------------------------------------------------------------
     def update(self, obs: FaceObservation) -> list[Candidate]:
         """Feed the next observation; returns candidates whose interval closed (``k`` frames late)."""
-        self._check(obs)
-        if self._start_t is None:
-            self._start_t = obs.t
-        size = self.cfg.signal_size
-        crop = obs.crop
-        sig = crop if crop.shape[0] == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-        points = self.motion.sample_points(obs.crop_landmarks, size / crop.shape[0])
-        eyes = np.concatenate([eye_apertures(obs.crop_landmarks), blink_blendshapes(obs.blendshapes)])
-        blink = self._is_blink(eyes)
+        sig, points, eyes, blink = self._observe(obs)
         self._eye_stats.push(eyes)
         out: list[Candidate] = []
         if len(self._signals) == self._signals.maxlen:
@@ -175,17 +147,14 @@ class RegionBumpSpotter:
 
     def reset(self) -> None:
         """Forget everything (face lost): an open interval is discarded, warm-up starts again."""
+        super().reset()
         self._signals.clear()
         self._steps.clear()
         self._history.clear()
         self._mouth_hits.clear()
-        self._stats.clear()
-        self._eye_stats.clear()
         self._open_at = None
         self._below = 0
-        self._start_t = None
-        self._last_index = None
-        self.region_scores = self.region_thresholds = None
+        self.region_thresholds = None
         self.scored_index = None
 
     def flush(self) -> list[Candidate]:
@@ -198,33 +167,6 @@ class RegionBumpSpotter:
         return out
 
     # -- internals ----------------------------------------------------------------------------
-    def _check(self, obs: FaceObservation) -> None:
-        crop = obs.crop
-        if (
-            not isinstance(crop, np.ndarray)
-            or crop.ndim != 2
-            or crop.dtype != np.uint8
-            or (crop.shape[0] != crop.shape[1])
-        ):
-            got = f"{crop.shape} {crop.dtype}" if isinstance(crop, np.ndarray) else type(crop).__name__
-            raise ValueError(f"expected an S×S uint8 grey face crop, got {got}")
-        lm = obs.crop_landmarks
-        if lm.ndim != 2 or lm.shape[0] != N_LANDMARKS or lm.shape[1] < 2:
-            raise ValueError(f"expected {N_LANDMARKS}×2 crop landmarks, got {lm.shape}")
-        if self._last_index is not None and obs.index <= self._last_index:
-            raise ValueError(
-                f"observations must arrive in frame order: frame {obs.index} after {self._last_index}"
-            )
-        self._last_index = obs.index
-
-    def _is_blink(self, eyes: np.ndarray) -> bool:
-        if self._eye_stats.count < self._min_base:
-            return False
-        med = self._eye_stats.median
-        closing = eyes[:2] < self.cfg.blink_ratio * med[:2]
-        rising = eyes[2:] - med[2:] >= self.cfg.blink_blendshape_rise
-        return bool(closing.any() or rising.any())
-
     def _score(self, step: _Step, v_later: np.ndarray) -> list[Candidate]:
         """The bump of ``step`` now that the flow ``k`` frames later is known; drive the interval."""
         cfg = self.cfg
@@ -232,11 +174,7 @@ class RegionBumpSpotter:
         m = np.hypot(b[:, 0], b[:, 1]).astype(np.float32)
         z: np.ndarray | None = None
         if self._stats.count >= self._min_base:
-            mad = np.maximum(self._stats.mad, np.float32(cfg.mad_floor_px))
-            z = (m - self._stats.median) / mad
-            if cfg.global_percentile > 0:
-                z = z - max(0.0, float(np.percentile(z, cfg.global_percentile)))
-            z = z.astype(np.float32)
+            z = self._zscore(m, self._stats)
         self._stats.push(m)
         if z is None:
             return []
@@ -329,18 +267,7 @@ class RegionBumpSpotter:
         if duration < cfg.min_duration_s:
             return None
         names = tuple(REGION_NAMES[r] for r in active) or (REGION_NAMES[int(r_peak)],)
-        cand = Candidate(
-            candidate_id=uuid.uuid4().hex,
-            stream=self.stream,
-            onset=TimePoint(o.index, o.t),
-            apex=TimePoint(ap.index, ap.t),
-            offset=TimePoint(e.index, e.t),
-            kind="micro" if duration <= cfg.micro_max_s else "macro",
-            score=float(z_all[t_peak, r_peak]),
-            regions=names,
-            onset_face=o,
-            apex_face=ap,
-        )
+        cand = self._candidate(o, ap, e, float(z_all[t_peak, r_peak]), names)
         log.debug("candidate %s frames %s-%s-%s regions %s", cand.kind, o.index, ap.index, e.index, names)
         return cand
 

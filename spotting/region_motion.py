@@ -31,29 +31,19 @@ a blink alone yields nothing, a clearly separate movement at the same time still
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import deque
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from engine.face.regions import REGION_NAMES
-from engine.types import Candidate, FaceObservation, TimePoint
+from engine.types import Candidate, FaceObservation
+from spotting.common import RegionSpotterBase
 from spotting.config import SpottingConfig
-from spotting.signals import (
-    EYELID_MASK,
-    PERIOCULAR_MASK,
-    RegionMotion,
-    RollingStats,
-    blink_blendshapes,
-    eye_apertures,
-    frames_for,
-)
+from spotting.signals import EYELID_MASK, PERIOCULAR_MASK, RegionMotion, RollingStats, frames_for
 
 log = logging.getLogger(__name__)
 
-N_LANDMARKS = 478
 MAX_REF_FRAMES = 16  # the resting reference averages at most this many frames
 
 
@@ -79,36 +69,27 @@ class _Interval:
     below: int = 0  # frames in a row below release_k
 
 
-class RegionMotionSpotter:
+class RegionMotionSpotter(RegionSpotterBase):
     """The `spotting.base.Spotter` of issue 2/3: see the module docstring for the method.
 
     ``fps`` converts every duration of ``cfg`` into frames; ``motion`` may be passed ready-made
     (tests), else it is built from ``cfg``. One instance per stream, used from one thread.
     """
 
+    min_base_s = 0.2
+    stats_per_baseline = 50
+
     def __init__(
         self, cfg: SpottingConfig, stream: str, fps: float, motion: RegionMotion | None = None
     ) -> None:
-        if not fps > 0:
-            raise ValueError(f"expected a frame rate > 0 for the spotter, got {fps!r}")
-        self.cfg = cfg
-        self.stream = stream
-        self.fps = float(fps)
-        self.motion = motion or RegionMotion(
-            cfg.signal_size, cfg.dis_preset, cfg.dis_finest_scale, cfg.register_shift
-        )
+        super().__init__(cfg, stream, fps, motion)
         self.lag = frames_for(cfg.window_s / 2, fps)  # reference distance in frames
         self.hold = frames_for(cfg.merge_gap_s, fps)
-        n_base = frames_for(cfg.baseline_s, fps, minimum=8)
-        self._min_base = min(n_base, max(8, frames_for(0.2, fps)))
-        stride = max(1, n_base // 50)
-        self._stats = RollingStats(len(REGION_NAMES), n_base, stride)
-        self._eye_stats = RollingStats(4, n_base, stride)
         self.long_lag = max(self.lag, frames_for(cfg.long_window_s, fps))
         # The long-distance statistics are a distribution, not a signal: sampling them every
         # ~0.1 s halves the per-frame cost of quiet frames.
         self._long_every = frames_for(0.1, fps)
-        self._long_stats = RollingStats(len(REGION_NAMES), max(8, n_base // self._long_every), 1)
+        self._long_stats = RollingStats(len(REGION_NAMES), max(8, self._n_base // self._long_every), 1)
         self._long_min = min(8, self._min_base)
         self._ref_frames = min(self.lag, MAX_REF_FRAMES)
         # Previous signal crops (signal, sample points, frame index): enough for the long reference,
@@ -117,10 +98,6 @@ class RegionMotionSpotter:
         self._signals: deque[tuple[np.ndarray, np.ndarray, int]] = deque(maxlen=keep)
         self._recent: deque[_Sample] = deque(maxlen=2 * self.lag + 1)  # idle frames, for the onset walk-back
         self._open: _Interval | None = None
-        self._start_t: float | None = None
-        self._last_index: int | None = None
-        self.region_scores: np.ndarray | None = None
-        """z-scores of the last frame, by `REGION_NAMES` (None while unscored): for plots and benches."""
 
     @classmethod
     def from_config(cls, cfg: SpottingConfig, stream: str, fps: float) -> RegionMotionSpotter:
@@ -129,15 +106,7 @@ class RegionMotionSpotter:
     # -- the Spotter protocol ---------------------------------------------------------------
     def update(self, obs: FaceObservation) -> list[Candidate]:
         """Feed the next observation; returns the candidates whose interval closed at this frame."""
-        self._check(obs)
-        if self._start_t is None:
-            self._start_t = obs.t
-        size = self.cfg.signal_size
-        crop = obs.crop
-        sig = crop if crop.shape[0] == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-        points = self.motion.sample_points(obs.crop_landmarks, size / crop.shape[0])
-        eyes = np.concatenate([eye_apertures(obs.crop_landmarks), blink_blendshapes(obs.blendshapes)])
-        blink = self._is_blink(eyes)
+        sig, points, eyes, blink = self._observe(obs)
         out: list[Candidate] = []
         if self._open is None:
             out = self._idle(obs, sig, eyes, blink)
@@ -153,15 +122,11 @@ class RegionMotionSpotter:
 
     def reset(self) -> None:
         """Forget everything (face lost): the open interval is discarded, warm-up starts again."""
+        super().reset()
         self._signals.clear()
         self._recent.clear()
-        self._stats.clear()
         self._long_stats.clear()
-        self._eye_stats.clear()
         self._open = None
-        self._start_t = None
-        self._last_index = None
-        self.region_scores = None
 
     def flush(self) -> list[Candidate]:
         """End of stream: close the open interval at its last active frame, then reset."""
@@ -170,22 +135,6 @@ class RegionMotionSpotter:
         return out
 
     # -- internals ----------------------------------------------------------------------------
-    def _check(self, obs: FaceObservation) -> None:
-        crop = obs.crop
-        if not isinstance(crop, np.ndarray) or crop.ndim != 2 or crop.dtype != np.uint8 or (
-            crop.shape[0] != crop.shape[1]
-        ):
-            got = f"{crop.shape} {crop.dtype}" if isinstance(crop, np.ndarray) else type(crop).__name__
-            raise ValueError(f"expected an S×S uint8 grey face crop, got {got}")
-        lm = obs.crop_landmarks
-        if lm.ndim != 2 or lm.shape[0] != N_LANDMARKS or lm.shape[1] < 2:
-            raise ValueError(f"expected {N_LANDMARKS}×2 crop landmarks, got {lm.shape}")
-        if self._last_index is not None and obs.index <= self._last_index:
-            raise ValueError(
-                f"observations must arrive in frame order: frame {obs.index} after {self._last_index}"
-            )
-        self._last_index = obs.index
-
     def _reference(self, newest: int) -> tuple[np.ndarray, np.ndarray]:
         """The face at rest: mean signal crop and sample points of up to ``_ref_frames`` frames ending at
         frame ``newest`` (or the oldest kept). Averaging cancels the reference's own sensor noise and
@@ -198,27 +147,6 @@ class RegionMotionSpotter:
         crops = np.stack([e[0] for e in entries])
         mean = (crops.sum(axis=0, dtype=np.uint32) + len(entries) // 2) // len(entries)
         return mean.astype(np.uint8), np.mean([e[1] for e in entries], axis=0, dtype=np.float32)
-
-    def _zscore(self, m: np.ndarray, stats: RollingStats) -> np.ndarray:
-        """Region scores: each region against its own baseline, minus the face-wide level.
-
-        Subtracting a low percentile across regions removes what moves the whole face at once
-        (head rotation's parallax, which the 2-D similarity cannot model) and keeps local motion.
-        """
-        mad = np.maximum(stats.mad, np.float32(self.cfg.mad_floor_px))
-        z = (m - stats.median) / mad
-        if self.cfg.global_percentile > 0:
-            z = z - max(0.0, float(np.percentile(z, self.cfg.global_percentile)))
-        return z.astype(np.float32)
-
-    def _is_blink(self, eyes: np.ndarray) -> bool:
-        """Either eye closing: aperture below ``blink_ratio`` of its median, or the blendshape rising."""
-        if self._eye_stats.count < self._min_base:
-            return False
-        med = self._eye_stats.median
-        closing = eyes[:2] < self.cfg.blink_ratio * med[:2]
-        rising = eyes[2:] - med[2:] >= self.cfg.blink_blendshape_rise
-        return bool(closing.any() or rising.any())
 
     def _idle(self, obs: FaceObservation, sig: np.ndarray, eyes: np.ndarray, blink: bool) -> list[Candidate]:
         """No open interval: score against the frame ``lag`` earlier, learn the baseline, maybe open."""
@@ -326,20 +254,16 @@ class RegionMotionSpotter:
         if not names:
             names = [REGION_NAMES[order[0]]]
         o, a, f = samples[on].obs, samples[apex].obs, samples[off].obs
-        cand = Candidate(
-            candidate_id=uuid.uuid4().hex,
-            stream=self.stream,
-            onset=TimePoint(o.index, o.t),
-            apex=TimePoint(a.index, a.t),
-            offset=TimePoint(f.index, f.t),
-            kind="micro" if duration <= cfg.micro_max_s else "macro",
-            score=float(score[apex]),
-            regions=tuple(names),
-            onset_face=o,
-            apex_face=a,
+        cand = self._candidate(o, a, f, float(score[apex]), tuple(names))
+        log.debug(
+            "candidate %s %s frames %s-%s-%s regions %s",
+            cand.kind,
+            cand.candidate_id,
+            o.index,
+            a.index,
+            f.index,
+            names,
         )
-        log.debug("candidate %s %s frames %s-%s-%s regions %s", cand.kind, cand.candidate_id,
-                  o.index, a.index, f.index, names)
         return cand
 
 

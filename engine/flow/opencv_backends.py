@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from engine.errors import UnknownNameError, UserError
+from engine.flow.params import check_tvl1_params
 
 _DIS_PRESETS: dict[str, int] = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -105,22 +106,33 @@ class OpenCVTVL1(_OpenCVFlow):
         gamma: float = 0.0,
         median_filtering: int = 5,
     ) -> None:
-        for key, val in (("tau", tau), ("lambda_", lambda_), ("theta", theta), ("epsilon", epsilon),
-                         ("nscales", nscales), ("warps", warps), ("inner_iterations", inner_iterations),
-                         ("outer_iterations", outer_iterations)):
-            _positive(key, val)
-        if not 0 < scale_step < 1:
-            raise UserError(f"flow parameter scale_step={scale_step!r} must be in (0, 1)")
-        if median_filtering < 1 or median_filtering % 2 == 0:
-            raise UserError(f"flow parameter median_filtering={median_filtering!r} must be an odd size >= 1")
-        self.params = dict(tau=tau, lambda_=lambda_, theta=theta, nscales=nscales, warps=warps,
-                           epsilon=epsilon, inner_iterations=inner_iterations,
-                           outer_iterations=outer_iterations, scale_step=scale_step, gamma=gamma,
-                           median_filtering=median_filtering)
+        self.params = dict(
+            tau=tau,
+            lambda_=lambda_,
+            theta=theta,
+            nscales=nscales,
+            warps=warps,
+            epsilon=epsilon,
+            inner_iterations=inner_iterations,
+            outer_iterations=outer_iterations,
+            scale_step=scale_step,
+            gamma=gamma,
+            median_filtering=median_filtering,
+        )
+        check_tvl1_params(self.params)
         self._tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(
-            tau=tau, lambda_=lambda_, theta=theta, nscales=nscales, warps=warps, epsilon=epsilon,
-            innnerIterations=inner_iterations, outerIterations=outer_iterations, scaleStep=scale_step,
-            gamma=gamma, medianFiltering=median_filtering, useInitialFlow=False,
+            tau=tau,
+            lambda_=lambda_,
+            theta=theta,
+            nscales=nscales,
+            warps=warps,
+            epsilon=epsilon,
+            innnerIterations=inner_iterations,
+            outerIterations=outer_iterations,
+            scaleStep=scale_step,
+            gamma=gamma,
+            medianFiltering=median_filtering,
+            useInitialFlow=False,
         )
 
     def _calc(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
@@ -154,10 +166,16 @@ class DISFlow(_OpenCVFlow):
             "finest_scale": (finest_scale, self._dis.setFinestScale, 0),
             "patch_size": (patch_size, self._dis.setPatchSize, 1),
             "patch_stride": (patch_stride, self._dis.setPatchStride, 1),
-            "gradient_descent_iterations": (gradient_descent_iterations,
-                                            self._dis.setGradientDescentIterations, 1),
-            "variational_refinement_iterations": (variational_refinement_iterations,
-                                                  self._dis.setVariationalRefinementIterations, 0),
+            "gradient_descent_iterations": (
+                gradient_descent_iterations,
+                self._dis.setGradientDescentIterations,
+                1,
+            ),
+            "variational_refinement_iterations": (
+                variational_refinement_iterations,
+                self._dis.setVariationalRefinementIterations,
+                0,
+            ),
         }
         for key, (val, setter, lowest) in setters.items():
             if val is None:
@@ -188,14 +206,23 @@ class FarnebackFlow(_OpenCVFlow):
     ) -> None:
         if not 0 < pyr_scale < 1:
             raise UserError(f"flow parameter pyr_scale={pyr_scale!r} must be in (0, 1)")
-        for key, val in (("levels", levels), ("winsize", winsize), ("iterations", iterations),
-                         ("poly_sigma", poly_sigma)):
+        for key, val in (
+            ("levels", levels),
+            ("winsize", winsize),
+            ("iterations", iterations),
+            ("poly_sigma", poly_sigma),
+        ):
             _positive(key, val)
         if poly_n not in (5, 7):
             raise UserError(f"flow parameter poly_n={poly_n!r} must be 5 or 7")
         self._fb = cv2.FarnebackOpticalFlow_create(
-            numLevels=levels, pyrScale=pyr_scale, fastPyramids=False, winSize=winsize,
-            numIters=iterations, polyN=poly_n, polySigma=poly_sigma,
+            numLevels=levels,
+            pyrScale=pyr_scale,
+            fastPyramids=False,
+            winSize=winsize,
+            numIters=iterations,
+            polyN=poly_n,
+            polySigma=poly_sigma,
             flags=cv2.OPTFLOW_FARNEBACK_GAUSSIAN if gaussian else 0,
         )
 

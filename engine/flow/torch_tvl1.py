@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import cv2
@@ -54,6 +54,7 @@ import torch.nn.functional as F
 
 from engine.errors import UserError
 from engine.flow.opencv_backends import check_batch, check_pair
+from engine.flow.params import check_tvl1_params
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +88,7 @@ class TVL1Params:
 
     def check(self) -> None:
         """Raise `UserError` naming the first invalid parameter."""
-        for key in ("tau", "lambda_", "theta", "epsilon"):
-            if not getattr(self, key) > 0:
-                raise UserError(f"flow parameter {key}={getattr(self, key)!r} must be > 0")
-        for key in ("nscales", "warps", "inner_iterations", "outer_iterations"):
-            val = getattr(self, key)
-            if not isinstance(val, int | np.integer) or val < 1:
-                raise UserError(f"flow parameter {key}={val!r} must be an integer >= 1")
-        if not 0 < self.scale_step < 1:
-            raise UserError(f"flow parameter scale_step={self.scale_step!r} must be in (0, 1)")
-        if self.median_filtering < 1 or self.median_filtering % 2 == 0:
-            raise UserError(
-                f"flow parameter median_filtering={self.median_filtering!r} must be odd, >= 1 (1 = off)"
-            )
+        check_tvl1_params(asdict(self))
         if self.gamma != 0:
             raise UserError(
                 f"flow parameter gamma={self.gamma!r}: torch-tvl1 supports only gamma=0 (OpenCV's default)"

@@ -1,0 +1,150 @@
+"""What the region spotters (``region-motion``, ``region-bump``) share: input checks, the per-frame
+signal crop and eye signals, blink detection, region z-scores and the candidate they emit.
+
+Each spotter keeps its own method (what it compares, when an interval opens and closes, how it is
+judged); `RegionSpotterBase` holds only the steps that are the same to the letter in both, so a
+fix to one (a new input check, the blink rule) reaches the other.
+
+>>> from spotting.bump import RegionBumpSpotter
+>>> from spotting.config import SpottingConfig
+>>> spotter = RegionBumpSpotter(SpottingConfig(), stream="cam0", fps=30.0)
+>>> isinstance(spotter, RegionSpotterBase), spotter._is_blink(np.ones(4, np.float32))  # no eye baseline yet
+(True, False)
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import cv2
+import numpy as np
+
+from engine.face.regions import REGION_NAMES
+from engine.types import Candidate, FaceObservation, TimePoint
+from spotting.config import SpottingConfig
+from spotting.signals import RegionMotion, RollingStats, blink_blendshapes, eye_apertures, frames_for
+
+N_LANDMARKS = 478
+
+
+class RegionSpotterBase:
+    """Shared state and steps of the region spotters; a subclass adds its method and the
+    `spotting.base.Spotter` verbs (``update``, ``flush``; ``reset`` extends this one).
+
+    ``fps`` converts durations of ``cfg`` into frames; ``motion`` may be passed ready-made (tests),
+    else it is built from ``cfg``. The region and eye baselines span ``baseline_s``, are trusted
+    after the subclass's ``min_base_s`` (at most the whole baseline) and are recomputed
+    ``stats_per_baseline`` times per baseline.
+    """
+
+    min_base_s: float
+    stats_per_baseline: int
+
+    def __init__(
+        self, cfg: SpottingConfig, stream: str, fps: float, motion: RegionMotion | None = None
+    ) -> None:
+        if not fps > 0:
+            raise ValueError(f"expected a frame rate > 0 for the spotter, got {fps!r}")
+        self.cfg = cfg
+        self.stream = stream
+        self.fps = float(fps)
+        self.motion = motion or RegionMotion(
+            cfg.signal_size, cfg.dis_preset, cfg.dis_finest_scale, cfg.register_shift
+        )
+        n_base = frames_for(cfg.baseline_s, fps, minimum=8)
+        self._n_base = n_base
+        self._min_base = min(n_base, max(8, frames_for(self.min_base_s, fps)))
+        stride = max(1, n_base // self.stats_per_baseline)
+        self._stats = RollingStats(len(REGION_NAMES), n_base, stride)
+        self._eye_stats = RollingStats(4, n_base, stride)
+        self._start_t: float | None = None
+        self._last_index: int | None = None
+        self.region_scores: np.ndarray | None = None
+        """z-scores of the last scored frame by `REGION_NAMES` (None while unscored): for plots, benches."""
+
+    def reset(self) -> None:
+        """Forget the baselines and the stream's start and frame order (face lost)."""
+        self._stats.clear()
+        self._eye_stats.clear()
+        self._start_t = None
+        self._last_index = None
+        self.region_scores = None
+
+    def _check(self, obs: FaceObservation) -> None:
+        """Raise ``ValueError`` unless ``obs`` has an S×S uint8 crop, 478 crop landmarks and comes
+        after the previous frame."""
+        crop = obs.crop
+        if (
+            not isinstance(crop, np.ndarray)
+            or crop.ndim != 2
+            or crop.dtype != np.uint8
+            or (crop.shape[0] != crop.shape[1])
+        ):
+            got = f"{crop.shape} {crop.dtype}" if isinstance(crop, np.ndarray) else type(crop).__name__
+            raise ValueError(f"expected an S×S uint8 grey face crop, got {got}")
+        lm = obs.crop_landmarks
+        if lm.ndim != 2 or lm.shape[0] != N_LANDMARKS or lm.shape[1] < 2:
+            raise ValueError(f"expected {N_LANDMARKS}×2 crop landmarks, got {lm.shape}")
+        if self._last_index is not None and obs.index <= self._last_index:
+            raise ValueError(
+                f"observations must arrive in frame order: frame {obs.index} after {self._last_index}"
+            )
+        self._last_index = obs.index
+
+    def _observe(self, obs: FaceObservation) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Check ``obs`` and note the stream's start; returns its signal crop (``signal_size``² uint8),
+        the motion sample points (P×2 float32, signal pixels), the eye signals ((4,): apertures L/R,
+        eyeBlink blendshapes L/R) and whether an eye is closing. Does not learn the eye baseline."""
+        self._check(obs)
+        if self._start_t is None:
+            self._start_t = obs.t
+        size = self.cfg.signal_size
+        crop = obs.crop
+        sig = crop if crop.shape[0] == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        points = self.motion.sample_points(obs.crop_landmarks, size / crop.shape[0])
+        eyes = np.concatenate([eye_apertures(obs.crop_landmarks), blink_blendshapes(obs.blendshapes)])
+        return sig, points, eyes, self._is_blink(eyes)
+
+    def _is_blink(self, eyes: np.ndarray) -> bool:
+        """Either eye closing: aperture below ``blink_ratio`` of its median, or the blendshape rising."""
+        if self._eye_stats.count < self._min_base:
+            return False
+        med = self._eye_stats.median
+        closing = eyes[:2] < self.cfg.blink_ratio * med[:2]
+        rising = eyes[2:] - med[2:] >= self.cfg.blink_blendshape_rise
+        return bool(closing.any() or rising.any())
+
+    def _zscore(self, m: np.ndarray, stats: RollingStats) -> np.ndarray:
+        """Region scores (R,) float32 of magnitudes ``m`` (R,): each region against its own baseline,
+        minus the face-wide level.
+
+        Subtracting a low percentile across regions removes what moves the whole face at once
+        (head rotation's parallax, which the 2-D similarity cannot model) and keeps local motion.
+        """
+        mad = np.maximum(stats.mad, np.float32(self.cfg.mad_floor_px))
+        z = (m - stats.median) / mad
+        if self.cfg.global_percentile > 0:
+            z = z - max(0.0, float(np.percentile(z, self.cfg.global_percentile)))
+        return z.astype(np.float32)
+
+    def _candidate(
+        self,
+        onset: FaceObservation,
+        apex: FaceObservation,
+        offset: FaceObservation,
+        score: float,
+        regions: tuple[str, ...],
+    ) -> Candidate:
+        """The candidate of an interval judged real: micro when it lasts at most ``micro_max_s``."""
+        return Candidate(
+            candidate_id=uuid.uuid4().hex,
+            stream=self.stream,
+            onset=TimePoint(onset.index, onset.t),
+            apex=TimePoint(apex.index, apex.t),
+            offset=TimePoint(offset.index, offset.t),
+            kind="micro" if offset.t - onset.t <= self.cfg.micro_max_s else "macro",
+            score=score,
+            regions=regions,
+            onset_face=onset,
+            apex_face=apex,
+        )
