@@ -31,7 +31,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 class EngineConfig(BaseModel):
     """The whole engine: one section per stage."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: SourceConfig = Field(default_factory=SourceConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ClipsConfig(BaseModel):
     """Event clips: an MP4 per candidate of the aligned face around the event, beside its fused map."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = Field(False, description="write a clip per candidate (off by default)")
     dir: str = Field("clips", description="folder of the clips; the path is in the explanation event")

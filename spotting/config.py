@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class SpottingConfig(BaseModel):
     """The online sliding-window spotter (``region-motion``: per-region DIS flow on the aligned crop)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(
         "region-bump", description="spotter implementation: region-bump (default) or region-motion"

@@ -302,3 +302,13 @@ def test_journal_when_max_bytes_then_rotates_without_losing_or_splitting_lines(t
         j2.write(line)
     j2.close()
     assert list(read_lines(path)) == lines + lines[:50]
+
+
+def test_journal_when_path_is_another_kind_of_file_then_refuses_and_leaves_it_intact(tmp_path: Path) -> None:
+    """--journal interview.mp4 by mistake: a one-line UserError, and the file is not touched."""
+    video = tmp_path / "interview.mp4"
+    data = bytes(range(256)) * 64
+    video.write_bytes(data)
+    with pytest.raises(UserError, match="not a JSON-lines journal"):
+        Journal(video)
+    assert video.read_bytes() == data

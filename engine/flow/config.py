@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class FlowConfig(BaseModel):
     """The flow backend of the fused map (onset → apex)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field("opencv-tvl1", description="flow backend: opencv-tvl1, dis, farneback, ...")
     params: dict[str, Any] = Field(default_factory=dict, description="backend keyword parameters")
@@ -19,7 +19,7 @@ class FlowConfig(BaseModel):
 class FusionConfig(BaseModel):
     """The motion-enhanced colour map and region statistics."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     recipe: Literal["mellm", "calibrated"] = Field(
         "mellm",

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class PublishConfig(BaseModel):
     """The PUB socket, the journal and the status cadence."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     endpoint: str = Field("tcp://127.0.0.1:5556", description="ZeroMQ PUB bind address (loopback by default)")
     connect: bool = Field(

@@ -20,6 +20,7 @@ exactly once, oldest first, with no window in which a line lives in no file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -27,6 +28,28 @@ from pathlib import Path
 from typing import TextIO
 
 from engine.errors import UserError
+
+
+def check_appendable(path: Path) -> None:
+    """Refuse to append to an existing file that is not a mellm-stream journal.
+
+    ``--journal interview.mp4`` (or any other file typed by mistake) must not corrupt it: a file
+    that exists and is not empty must start with a JSON object line, as every journal does.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(65536)
+        event = json.loads(first.decode("utf-8"))
+        ok = isinstance(event, dict)
+    except (OSError, UnicodeDecodeError, ValueError):
+        ok = False
+    if not ok:
+        raise UserError(
+            f"journal {path} exists and is not a JSON-lines journal (its first line is not a JSON object); "
+            "choose a new file for --journal"
+        )
 
 
 class Journal:
@@ -39,6 +62,7 @@ class Journal:
         self.max_bytes = max_bytes
         self.lines = 0
         self.rotations = 0
+        check_appendable(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8", buffering=1, newline="\n")

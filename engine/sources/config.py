@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 class DemoConfig(BaseModel):
     """The synthetic `demo` stream: a real public-domain face with injected FACS micro-movements."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     duration_s: float = Field(20.0, gt=0, description="length of the demo stream in seconds")
     fps: float = Field(30.0, gt=0, description="frame rate of the demo stream")
@@ -30,7 +30,7 @@ class DemoConfig(BaseModel):
 class SourceConfig(BaseModel):
     """Where frames come from and how the reader queue behaves."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     spec: str = Field("demo", description="camera index, rtsp/http URL, video file, frame folder, or 'demo'")
     stream: str = Field(
