@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.config import EngineConfig
@@ -223,6 +224,7 @@ def _build(
     from engine.face import create_tracker
     from engine.face.model import resolve_face_model
     from engine.fusion import build_evidence
+    from engine.publish.journal import check_appendable
     from engine.sources import FrameReader, open_source
     from spotting import SPOTTERS, create_spotter
 
@@ -230,22 +232,13 @@ def _build(
     flow.FLOW_BACKENDS.resolve_name(cfg.flow.name)
     SPOTTERS.resolve_name(cfg.spotting.name)
     resolve_face_model(cfg.face.model or None)
+    if cfg.publish.journal:
+        check_appendable(Path(cfg.publish.journal))
     source = open_source(cfg.source, cfg.demo)
     closers.append(source.close)
-    tracker = create_tracker(cfg.face)
-    closers.append(tracker.close)
     stream = cfg.source.stream or stream_name(cfg.source.spec)
     fps = cfg.source.fps or source.fps or 30.0
-
-    backend = flow.create(cfg.flow.name, **cfg.flow.params)
-    explainer = build_explainer(cfg.explain)
-    if sink is None:
-        from engine.publish import ZmqPublisher
-
-        sink = ZmqPublisher(cfg.publish)
-    closers.append(sink.close)
-
-    clips = None
+    clips = None  # optional event clips; made before the tracker so a bad folder fails fast
     if cfg.clips.enabled:
         from exporters.clips import ClipRecorder
 
@@ -259,6 +252,17 @@ def _build(
             map_wait_s=cc.map_wait_s,
         )
         closers.append(clips.close)
+
+    tracker = create_tracker(cfg.face)
+    closers.append(tracker.close)
+
+    backend = flow.create(cfg.flow.name, **cfg.flow.params)
+    explainer = build_explainer(cfg.explain)
+    if sink is None:
+        from engine.publish import ZmqPublisher
+
+        sink = ZmqPublisher(cfg.publish)
+    closers.append(sink.close)
 
     def prepare(candidate: Candidate) -> Evidence:
         evidence = build_evidence(candidate, backend, cfg.fusion)

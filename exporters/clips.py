@@ -60,6 +60,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.errors import UserError
 from engine.face.regions import NOSE_TIP, REGIONS
 from engine.flow.base import FlowBackend
 from engine.fusion.mellm_map import mellm_map
@@ -149,7 +150,15 @@ class ClipRecorder:
         if map_wait_s < 0:
             raise ValueError(f"map_wait_s: expected seconds >= 0, got {map_wait_s}")
         self.out_dir = Path(out_dir).resolve()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.out_dir / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(
+                f"clip folder {self.out_dir} is not writable ({exc.strerror or exc}); set another clips.dir"
+            ) from None
         self.fps = float(fps)
         self.pre_s = float(pre_s)
         self.post_s = float(post_s)
@@ -209,7 +218,9 @@ class ClipRecorder:
         if evicted and frames and frames[0].t > cand.onset.t - self.pre_s + 1.0 / self.fps:
             log.warning(
                 "clip %s starts %.3f s late: the ring buffer (%d frames) no longer holds onset - pre_s",
-                cand.candidate_id, frames[0].t - (cand.onset.t - self.pre_s), self._buffer.maxlen,
+                cand.candidate_id,
+                frames[0].t - (cand.onset.t - self.pre_s),
+                self._buffer.maxlen,
             )
         try:
             self._jobs.put_nowait(_Job(cand, path, frames))
@@ -223,8 +234,12 @@ class ClipRecorder:
     # -- any thread --------------------------------------------------------------------------------
     def set_map(self, candidate_id: str, fused: np.ndarray) -> None:
         """Hand over the published fused map (S×S×3 uint8 BGR) of ``candidate_id`` for its clip."""
-        if not (isinstance(fused, np.ndarray) and fused.ndim == 3 and fused.shape[2] == 3
-                and fused.dtype == np.uint8):
+        if not (
+            isinstance(fused, np.ndarray)
+            and fused.ndim == 3
+            and fused.shape[2] == 3
+            and fused.dtype == np.uint8
+        ):
             got = (fused.shape, fused.dtype) if isinstance(fused, np.ndarray) else type(fused)
             raise ValueError(f"fused: expected an H×W×3 uint8 BGR image, got {got}")
         with self._maps_cond:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import warnings
@@ -82,10 +83,20 @@ def export_onnx(
         )
     if min(height, width) < 8 or batch < 1:
         raise UserError(f"--size {height} {width} --batch {batch}: expected H, W >= 8 and B >= 1")
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the ONNX file to write, e.g. {out / 'tvl1.onnx'}")
+    try:  # before minutes of export work, not after
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"--out {out}: cannot write there ({exc.strerror or exc}); choose another path"
+        ) from None
     tvl1_params = replace(TVL1Params(), **{**EXPORT_DEFAULTS, **params})  # type: ignore[arg-type]
     module = TVL1Module(tvl1_params).eval()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     prev, nxt = (torch.from_numpy(a) for a in parity_inputs(batch, height, width))
     kwargs = dict(input_names=["prev", "next"], output_names=["flow"], opset_version=opset)
     order = {"auto": ["torchscript", "dynamo"], "dynamo": ["dynamo"], "torchscript": ["torchscript"]}[
