@@ -230,6 +230,8 @@ def _build(
 
     EXPLAINERS.resolve_name(cfg.explain.name)
     flow.FLOW_BACKENDS.resolve_name(cfg.flow.name)
+    if cfg.spotting.flow:
+        flow.FLOW_BACKENDS.resolve_name(cfg.spotting.flow)
     SPOTTERS.resolve_name(cfg.spotting.name)
     resolve_face_model(cfg.face.model or None)
     if cfg.publish.journal:
@@ -272,7 +274,10 @@ def _build(
 
     worker = ExplainWorker(explainer, prepare, sink, cfg.explain, stream=stream).start()
     closers.append(worker.stop)  # no-op after the pipeline's own drain; closes the explainer
-    spotter = create_spotter(cfg.spotting, stream, fps)
+    spot_flow = None
+    if cfg.spotting.flow:  # a named backend for the spotting signal, made here: spotting stays upstream
+        spot_flow = flow.create(cfg.spotting.flow, **cfg.spotting.flow_params).compute
+    spotter = create_spotter(cfg.spotting, stream, fps, flow=spot_flow)
     reader = FrameReader(
         source,
         queue_size=cfg.source.queue_size,

@@ -54,7 +54,7 @@ import numpy as np
 
 from engine.face.regions import REGION_BASES, REGION_NAMES, base_of
 from engine.types import Candidate, FaceObservation
-from spotting.common import RegionSpotterBase
+from spotting.common import FlowFn, RegionSpotterBase
 from spotting.config import SpottingConfig
 from spotting.signals import EYELID_MASK, RegionMotion, frames_for
 
@@ -113,9 +113,14 @@ class RegionBumpSpotter(RegionSpotterBase):
     stats_per_baseline = 60
 
     def __init__(
-        self, cfg: SpottingConfig, stream: str, fps: float, motion: RegionMotion | None = None
+        self,
+        cfg: SpottingConfig,
+        stream: str,
+        fps: float,
+        motion: RegionMotion | None = None,
+        flow: FlowFn | None = None,
     ) -> None:
-        super().__init__(cfg, stream, fps, motion)
+        super().__init__(cfg, stream, fps, motion, flow)
         self.k = frames_for(cfg.bump_lag_s, fps)
         self.hold = frames_for(cfg.merge_gap_s, fps)
         self._signals: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.k + 1)
@@ -272,6 +277,6 @@ class RegionBumpSpotter(RegionSpotterBase):
         return cand
 
 
-def create(cfg: SpottingConfig, stream: str, fps: float) -> RegionBumpSpotter:
+def create(cfg: SpottingConfig, stream: str, fps: float, flow: FlowFn | None = None) -> RegionBumpSpotter:
     """Registry factory of ``region-bump``."""
-    return RegionBumpSpotter(cfg, stream, fps)
+    return RegionBumpSpotter(cfg, stream, fps, flow=flow)

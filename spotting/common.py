@@ -15,6 +15,7 @@ fix to one (a new input check, the blink rule) reaches the other.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -25,6 +26,10 @@ from spotting.config import SpottingConfig
 from spotting.signals import RegionMotion, RollingStats, blink_blendshapes, eye_apertures, frames_for
 
 N_LANDMARKS = 478
+
+
+FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""A flow function ``(prev, next) -> H×W×2 float32``: a flow backend's ``compute``."""
 
 
 class RegionSpotterBase:
@@ -41,7 +46,12 @@ class RegionSpotterBase:
     stats_per_baseline: int
 
     def __init__(
-        self, cfg: SpottingConfig, stream: str, fps: float, motion: RegionMotion | None = None
+        self,
+        cfg: SpottingConfig,
+        stream: str,
+        fps: float,
+        motion: RegionMotion | None = None,
+        flow: FlowFn | None = None,
     ) -> None:
         if not fps > 0:
             raise ValueError(f"expected a frame rate > 0 for the spotter, got {fps!r}")
@@ -49,7 +59,7 @@ class RegionSpotterBase:
         self.stream = stream
         self.fps = float(fps)
         self.motion = motion or RegionMotion(
-            cfg.signal_size, cfg.dis_preset, cfg.dis_finest_scale, cfg.register_shift
+            cfg.signal_size, cfg.dis_preset, cfg.dis_finest_scale, cfg.register_shift, flow=flow
         )
         n_base = frames_for(cfg.baseline_s, fps, minimum=8)
         self._n_base = n_base

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,11 +15,19 @@ class SpottingConfig(BaseModel):
     name: str = Field(
         "region-bump", description="spotter implementation: region-bump (default) or region-motion"
     )
+    flow: str = Field(
+        "",
+        description="flow backend of the spotting signal by name (dis, farneback, torch-tvl1, ...); "
+        "empty = the built-in DIS with dis_preset and dis_finest_scale",
+    )
+    flow_params: dict[str, Any] = Field(default_factory=dict, description="parameters of that backend")
     dis_preset: Literal["ultrafast", "fast", "medium"] = Field(
         "ultrafast", description="OpenCV DIS optical-flow preset of the per-frame motion signal"
     )
     dis_finest_scale: int = Field(
-        0, ge=0, le=4,
+        0,
+        ge=0,
+        le=4,
         description="finest DIS pyramid level (0 = full signal resolution, ~1 ms; 1 = half, ~0.4 ms, "
         "too coarse for 1-px motion: injected-benchmark F1 0.17 instead of 0.25)",
     )
@@ -47,7 +55,8 @@ class SpottingConfig(BaseModel):
         0.01, gt=0, description="lower bound of the MAD (signal pixels): a noise-free crop is no hair-trigger"
     )
     min_duration_s: float = Field(
-        0.15, ge=0,
+        0.15,
+        ge=0,
         description="shortest interval reported (annotated micro-expressions last >= 0.1 s; shorter "
         "detections were flow glitches of a frame or two)",
     )
@@ -66,7 +75,9 @@ class SpottingConfig(BaseModel):
         0.4, gt=0, le=1, description="eyeBlinkLeft/Right rising this much above its rolling median is a blink"
     )
     blink_spill: float = Field(
-        0.4, ge=0, le=1,
+        0.4,
+        ge=0,
+        le=1,
         description="during a blink, regions under this fraction of the lids' peak are spill (region-bump: "
         "every region; region-motion: brows and cheeks)",
     )
@@ -78,14 +89,17 @@ class SpottingConfig(BaseModel):
         8.0, gt=0, description="region-bump: a region fires when its bump exceeds median + k * MAD"
     )
     bump_pair_gain: float = Field(
-        2.0, ge=1,
+        2.0,
+        ge=1,
         description="region-bump: a region moving on both sides fires at 1/gain of the threshold (1 = off)",
     )
     bump_release_k: float = Field(
         3.0, gt=0, description="region-bump: an interval lasts while a region stays above median + k * MAD"
     )
     bump_frac: float = Field(
-        0.2, gt=0, lt=0.5,
+        0.2,
+        gt=0,
+        lt=0.5,
         description="region-bump: onset/offset where the bump falls under this share of its peak",
     )
     speech_window_s: float = Field(
@@ -95,16 +109,15 @@ class SpottingConfig(BaseModel):
         0.3, gt=0, le=1, description="mouth regions active in this share of the window = talking"
     )
     speech_gain: float = Field(
-        2.0, ge=1,
+        2.0,
+        ge=1,
         description="while talking, mouth regions cannot open an interval and need this times the threshold",
     )
 
     @model_validator(mode="after")
     def _check_hysteresis(self) -> SpottingConfig:
         if self.release_k >= self.threshold_k:
-            raise ValueError(
-                f"release_k ({self.release_k}) must be below threshold_k ({self.threshold_k})"
-            )
+            raise ValueError(f"release_k ({self.release_k}) must be below threshold_k ({self.threshold_k})")
         if self.bump_release_k >= self.bump_threshold_k:
             raise ValueError(
                 f"bump_release_k ({self.bump_release_k}) must be below "

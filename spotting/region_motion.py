@@ -38,7 +38,7 @@ import numpy as np
 
 from engine.face.regions import REGION_NAMES
 from engine.types import Candidate, FaceObservation
-from spotting.common import RegionSpotterBase
+from spotting.common import FlowFn, RegionSpotterBase
 from spotting.config import SpottingConfig
 from spotting.signals import EYELID_MASK, PERIOCULAR_MASK, RegionMotion, RollingStats, frames_for
 
@@ -80,9 +80,14 @@ class RegionMotionSpotter(RegionSpotterBase):
     stats_per_baseline = 50
 
     def __init__(
-        self, cfg: SpottingConfig, stream: str, fps: float, motion: RegionMotion | None = None
+        self,
+        cfg: SpottingConfig,
+        stream: str,
+        fps: float,
+        motion: RegionMotion | None = None,
+        flow: FlowFn | None = None,
     ) -> None:
-        super().__init__(cfg, stream, fps, motion)
+        super().__init__(cfg, stream, fps, motion, flow)
         self.lag = frames_for(cfg.window_s / 2, fps)  # reference distance in frames
         self.hold = frames_for(cfg.merge_gap_s, fps)
         self.long_lag = max(self.lag, frames_for(cfg.long_window_s, fps))
@@ -267,6 +272,6 @@ class RegionMotionSpotter(RegionSpotterBase):
         return cand
 
 
-def create(cfg: SpottingConfig, stream: str, fps: float) -> RegionMotionSpotter:
+def create(cfg: SpottingConfig, stream: str, fps: float, flow: FlowFn | None = None) -> RegionMotionSpotter:
     """Registry factory of ``region-motion``."""
-    return RegionMotionSpotter(cfg, stream, fps)
+    return RegionMotionSpotter(cfg, stream, fps, flow=flow)

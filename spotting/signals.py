@@ -9,6 +9,8 @@ microseconds except the one DIS optical-flow call (~0.4 ms on a 128² crop at fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -71,14 +73,23 @@ class RegionMotion:
     """
 
     def __init__(
-        self, size: int, preset: str = "ultrafast", finest_scale: int = 1, register: bool = True
+        self,
+        size: int,
+        preset: str = "ultrafast",
+        finest_scale: int = 1,
+        register: bool = True,
+        flow: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> None:
+        """``flow``: a flow function ``(prev, next) -> H×W×2 float32`` (a flow backend's ``compute``,
+        chosen by name in ``spotting.flow`` and passed in by the pipeline); None = the built-in DIS
+        with ``preset`` and ``finest_scale``. Spotting never imports a later stage itself."""
         if preset not in DIS_PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r}; expected one of {sorted(DIS_PRESETS)}")
         self.size = size
         self.register = register
         self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
         self._dis.setFinestScale(int(finest_scale))
+        self._flow = flow
         k = max(3, (size // 24) | 1)
         self._box = (k, k)
         region_idx = [np.asarray(REGIONS[n], dtype=np.int64) for n in REGION_NAMES]
@@ -90,7 +101,7 @@ class RegionMotion:
 
     def sample_points(self, crop_landmarks: np.ndarray, scale: float) -> np.ndarray:
         """The sampled landmarks of one frame in signal pixels: P×2 float32."""
-        return (np.asarray(crop_landmarks, dtype=np.float32)[self.landmark_index, :2] * np.float32(scale))
+        return np.asarray(crop_landmarks, dtype=np.float32)[self.landmark_index, :2] * np.float32(scale)
 
     def measure(self, ref: np.ndarray, ref_points: np.ndarray, cur: np.ndarray) -> np.ndarray:
         """Region motion magnitudes ``ref → cur``: shape (len(REGION_NAMES),) float32."""
@@ -107,10 +118,13 @@ class RegionMotion:
             if abs(sx) < 0.25 * self.size and abs(sy) < 0.25 * self.size:
                 back = np.float32([[1, 0, sx], [0, 1, sy]])
                 cur = cv2.warpAffine(
-                    cur, back, (self.size, self.size),
-                    flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
+                    cur,
+                    back,
+                    (self.size, self.size),
+                    flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                    borderMode=cv2.BORDER_REPLICATE,
                 )
-        flow = self._dis.calc(ref, cur, None)
+        flow = self._flow(ref, cur) if self._flow is not None else self._dis.calc(ref, cur, None)
         flow = cv2.blur(flow, self._box)
         ij = np.clip(np.rint(ref_points).astype(np.int64), 0, self.size - 1)
         vec = flow[ij[:, 1], ij[:, 0]].astype(np.float64)  # P×2
