@@ -64,6 +64,7 @@ from engine.errors import UserError
 from engine.face.regions import NOSE_TIP, REGIONS
 from engine.flow.base import FlowBackend
 from engine.fusion.mellm_map import mellm_map
+from engine.paths import ensure_writable_dir
 from engine.types import Candidate, FaceObservation, Frame
 
 log = logging.getLogger(__name__)
@@ -150,15 +151,9 @@ class ClipRecorder:
         if map_wait_s < 0:
             raise ValueError(f"map_wait_s: expected seconds >= 0, got {map_wait_s}")
         self.out_dir = Path(out_dir).resolve()
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.out_dir / f".write-test-{os.getpid()}"
-            probe.touch()
-            probe.unlink()
-        except OSError as exc:
-            raise UserError(
-                f"clip folder {self.out_dir} is not writable ({exc.strerror or exc}); set another clips.dir"
-            ) from None
+        reason = ensure_writable_dir(self.out_dir)
+        if reason:
+            raise UserError(f"clip folder {self.out_dir} is not writable ({reason}); set another clips.dir")
         self.fps = float(fps)
         self.pre_s = float(pre_s)
         self.post_s = float(post_s)

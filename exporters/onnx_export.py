@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 import warnings
@@ -26,6 +25,7 @@ from typing import Literal
 import numpy as np
 
 from engine.errors import UserError
+from engine.paths import ensure_writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,9 @@ def export_onnx(
     out = Path(out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give the ONNX file to write, e.g. {out / 'tvl1.onnx'}")
-    try:  # before minutes of export work, not after
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.parent / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(
-            f"--out {out}: cannot write there ({exc.strerror or exc}); choose another path"
-        ) from None
+    reason = ensure_writable_dir(out.parent)  # before minutes of export work, not after
+    if reason:
+        raise UserError(f"--out {out}: cannot write there ({reason}); choose another path")
     tvl1_params = replace(TVL1Params(), **{**EXPORT_DEFAULTS, **params})  # type: ignore[arg-type]
     module = TVL1Module(tvl1_params).eval()
     prev, nxt = (torch.from_numpy(a) for a in parity_inputs(batch, height, width))
