@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import UserError
+from engine.flow import create
 from engine.flow.opencv_backends import OpenCVTVL1
 from engine.flow.params import check_tvl1_params
 
@@ -52,3 +53,22 @@ def test_tvl1_params_when_invalid_then_torch_backend_raises_the_shared_error(bad
 
     with pytest.raises(UserError, match=f"^{message}$"):
         TorchTVL1(compile=False, **bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("farneback", {"levels": "x"}, "levels='x' must be > 0"),
+        ("farneback", {"pyr_scale": "x"}, "pyr_scale='x' must be in (0, 1)"),
+        ("farneback", {"poly_sigma": None}, "poly_sigma=None must be > 0"),
+        ("dis", {"patch_size": "x"}, "patch_size='x' must be >= 1"),
+        ("dis", {"finest_scale": -1}, "finest_scale=-1 must be >= 0"),
+    ],
+)
+def test_other_opencv_backends_when_parameter_is_not_a_valid_number_then_user_error(
+    name: str, params: dict, message: str
+) -> None:
+    """A string or None from a config file is one clear line, never a TypeError from a comparison."""
+    with pytest.raises(UserError) as info:
+        create(name, **params)
+    assert message in str(info.value)

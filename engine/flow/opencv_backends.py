@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from engine.errors import UnknownNameError, UserError
-from engine.flow.params import check_tvl1_params
+from engine.flow.params import check_at_least, check_fraction, check_positive, check_tvl1_params
 
 _DIS_PRESETS: dict[str, int] = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -55,11 +55,6 @@ def check_batch(prevs: Sequence[np.ndarray], nexts: Sequence[np.ndarray]) -> Non
             raise ValueError(f"pair {i}: {exc}") from None
         if p.shape != prevs[0].shape:
             raise ValueError(f"pair {i}: expected every pair of shape {prevs[0].shape}, got {p.shape}")
-
-
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise UserError(f"flow parameter {name}={value!r} must be > 0")
 
 
 class _OpenCVFlow:
@@ -180,8 +175,7 @@ class DISFlow(_OpenCVFlow):
         for key, (val, setter, lowest) in setters.items():
             if val is None:
                 continue
-            if int(val) < lowest:
-                raise UserError(f"flow parameter {key}={val!r} must be >= {lowest}")
+            check_at_least(key, val, lowest)
             setter(int(val))
 
     def _calc(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
@@ -204,15 +198,14 @@ class FarnebackFlow(_OpenCVFlow):
         poly_sigma: float = 1.2,
         gaussian: bool = False,
     ) -> None:
-        if not 0 < pyr_scale < 1:
-            raise UserError(f"flow parameter pyr_scale={pyr_scale!r} must be in (0, 1)")
+        check_fraction("pyr_scale", pyr_scale)
         for key, val in (
             ("levels", levels),
             ("winsize", winsize),
             ("iterations", iterations),
             ("poly_sigma", poly_sigma),
         ):
-            _positive(key, val)
+            check_positive(key, val)
         if poly_n not in (5, 7):
             raise UserError(f"flow parameter poly_n={poly_n!r} must be 5 or 7")
         self._fb = cv2.FarnebackOpticalFlow_create(

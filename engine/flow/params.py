@@ -26,21 +26,40 @@ POSITIVE = ("tau", "lambda_", "theta", "epsilon")
 COUNTS = ("nscales", "warps", "inner_iterations", "outer_iterations")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
+def check_positive(name: str, value: Any) -> None:
+    """``value`` must be a number > 0 (a string or None is refused, not compared)."""
+    if not _is_number(value) or not value > 0:
+        raise UserError(f"flow parameter {name}={value!r} must be > 0")
+
+
+def check_at_least(name: str, value: Any, lowest: int) -> None:
+    """``value`` must be a number >= ``lowest`` once truncated to an integer (OpenCV's setters)."""
+    if not _is_number(value) or int(value) < lowest:
+        raise UserError(f"flow parameter {name}={value!r} must be >= {lowest}")
+
+
+def check_fraction(name: str, value: Any) -> None:
+    """``value`` must be a number in (0, 1) (pyramid scale steps)."""
+    if not _is_number(value) or not 0 < value < 1:
+        raise UserError(f"flow parameter {name}={value!r} must be in (0, 1)")
+
+
 def check_tvl1_params(params: Mapping[str, Any]) -> None:
     """Raise `UserError` naming the first invalid solver parameter of ``params`` (the names above plus
     ``scale_step`` and ``median_filtering``; other keys are the backend's own to check): weights and
     tolerance > 0, counts integers >= 1, ``scale_step`` in (0, 1), ``median_filtering`` an odd size
     >= 1 (1 = off)."""
     for key in POSITIVE:
-        val = params[key]
-        if not isinstance(val, int | float | np.number) or isinstance(val, bool) or not val > 0:
-            raise UserError(f"flow parameter {key}={val!r} must be > 0")
+        check_positive(key, params[key])
     for key in COUNTS:
         val = params[key]
         if not isinstance(val, int | np.integer) or val < 1:
             raise UserError(f"flow parameter {key}={val!r} must be an integer >= 1")
     scale_step, median = params["scale_step"], params["median_filtering"]
-    if not isinstance(scale_step, int | float | np.number) or not 0 < scale_step < 1:
-        raise UserError(f"flow parameter scale_step={scale_step!r} must be in (0, 1)")
+    check_fraction("scale_step", scale_step)
     if not isinstance(median, int | np.integer) or median < 1 or median % 2 == 0:
         raise UserError(f"flow parameter median_filtering={median!r} must be odd, >= 1 (1 = off)")
