@@ -20,6 +20,10 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.flow.groundtruth import smooth_field, warp_by_flow  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 # Face boxes (x0, y0, side) around MediaPipe's landmark extents in these files (see tests/test_torch_tvl1.py).
 SOURCES = [
@@ -53,29 +57,6 @@ def video_pairs(n: int, size: int, gap: int = 2) -> list[tuple[np.ndarray, np.nd
             if i + gap < len(frames):
                 pairs.append((frames[i], frames[i + gap]))
     return pairs[:n]
-
-
-def smooth_field(h: int, w: int, amplitude: float, seed: int) -> np.ndarray:
-    """Smooth H×W×2 flow: three long-wave sinusoids per component, max |component| = amplitude."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    field = np.zeros((h, w, 2))
-    for c in range(2):
-        for _ in range(3):
-            kx, ky = rng.uniform(0.5, 2.0, 2) * 2 * np.pi / np.array([w, h])
-            field[..., c] += np.sin(kx * xs + ky * ys + rng.uniform(0, 2 * np.pi))
-    return (field * (amplitude / np.abs(field).max())).astype(np.float32)
-
-
-def warp_by_flow(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """next with next(x + flow(x)) = prev(x) (fixed-point inversion of the forward field)."""
-    h, w = img.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    x, y = xs.copy(), ys.copy()
-    for _ in range(30):
-        x = xs - cv2.remap(flow[..., 0], x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        y = ys - cv2.remap(flow[..., 1], x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.remap(img, x, y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
 
 def warped_pairs(size: int, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from engine.errors import UserError
 from engine.flow import create
+from engine.flow.groundtruth import smooth_field, warp_by_flow
 from engine.flow.opencv_backends import OpenCVTVL1
 from engine.flow.torch_tvl1 import (
     TorchTVL1,
@@ -48,29 +49,6 @@ def one_torch_thread():
 def epe(flow: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     """Mean end-point error (pixels) over ``mask``."""
     return float(np.linalg.norm(flow - truth, axis=2)[mask].mean())
-
-
-def smooth_field(h: int, w: int, amplitude: float, seed: int) -> np.ndarray:
-    """A smooth H×W×2 flow (sum of three long-wave sinusoids per component), max |component| = amplitude."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    field = np.zeros((h, w, 2))
-    for c in range(2):
-        for _ in range(3):
-            kx, ky = rng.uniform(0.5, 2.0, 2) * 2 * np.pi / np.array([w, h])
-            field[..., c] += np.sin(kx * xs + ky * ys + rng.uniform(0, 2 * np.pi))
-    return (field * (amplitude / np.abs(field).max())).astype(np.float32)
-
-
-def warp_by_flow(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """The later frame for a prev→next ``flow``: next(x + flow(x)) = prev(x), inverted by fixed point."""
-    h, w = img.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    x, y = xs.copy(), ys.copy()
-    for _ in range(30):  # x = y − u(x) converges: |∇u| << 1 for these smooth fields
-        x = xs - cv2.remap(flow[..., 0], x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        y = ys - cv2.remap(flow[..., 1], x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.remap(img, x, y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
 
 def textured_pair(h: int = 64, w: int = 64, seed: int = 0, amplitude: float = 1.5) -> tuple[np.ndarray, ...]:
