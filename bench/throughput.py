@@ -21,7 +21,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.cli import cli_main  # noqa: E402
 from engine.config import EngineConfig, load_config  # noqa: E402
+from engine.errors import UserError  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WolfgangLanger_Pexels.mp4"
 
@@ -93,10 +95,9 @@ def _measure(
         print(f"   flow+fusion per candidate: {1000 * times['flow+fusion'] / cands:.1f} ms")
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 after the figures, 2 with one line on a bad flag, 130 on Ctrl-C."""
-    from engine.errors import UserError
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--video", default=str(DEFAULT_VIDEO))
     p.add_argument("--demo-seconds", type=float, default=20.0)
@@ -104,21 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flow", default="opencv-tvl1")
     args = p.parse_args(argv)
     common = {"flow.name": args.flow, "source.max_frames": args.max_frames}
-    try:
-        if not 0 < args.demo_seconds < math.inf:
-            raise UserError(f"--demo-seconds must be a finite number > 0, got {args.demo_seconds}")
-        if Path(args.video).exists():
-            run(load_config(None, {**common, "source.spec": args.video}), Path(args.video).name)
-        else:
-            print(f"(skipping the real video: {args.video} is absent)")
-        demo = {**common, "source.spec": "demo", "demo.duration_s": args.demo_seconds}
-        run(load_config(None, demo), "demo")
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    if not 0 < args.demo_seconds < math.inf:
+        raise UserError(f"--demo-seconds must be a finite number > 0, got {args.demo_seconds}")
+    if Path(args.video).exists():
+        run(load_config(None, {**common, "source.spec": args.video}), Path(args.video).name)
+    else:
+        print(f"(skipping the real video: {args.video} is absent)")
+    demo = {**common, "source.spec": "demo", "demo.duration_s": args.demo_seconds}
+    run(load_config(None, demo), "demo")
     return 0
 
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.cli import cli_main
 from engine.errors import UserError
 from engine.types import Candidate, FaceObservation, Frame
 
@@ -424,6 +425,7 @@ def evaluate_dataset(
     return score, dets, frames / secs if secs > 0 else 0.0
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m spotting.evaluate``: the MEGC table of the engine's spotter on a long-video dataset."""
     from spotting.annotations import DATASETS
@@ -438,47 +440,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--plot-dir", type=Path, help="write one signal plot per video here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if not args.sheet.is_file():
-            raise UserError(f"annotation sheet {args.sheet} is not a file; pass --sheet FILE")
-        if args.sheet.suffix.lower() == ".xlsx" and not zipfile.is_zipfile(args.sheet):
-            raise UserError(f"sheet {args.sheet} is not an Excel workbook; pass a real .xlsx or a .csv")
-        if args.detections is not None:
-            if not args.detections.is_file():
-                raise UserError(f"detection file {args.detections} is not a file; pass --detections CSV")
-            items = dataset_items(args.dataset, args.sheet, None)
-            dets = read_detections(args.detections)
-            unknown = sorted(set(dets) - {i.name for i in items})
-            if unknown:
-                log.warning(
-                    "%s videos of the detections are not in the sheet (e.g. %s)", len(unknown), unknown[0]
-                )
-            score = megc_score({i.name: (dets.get(i.name, []), list(i.truth)) for i in items})
-            print(score.table())
-            return 0
-        if args.root is None:
-            raise UserError("pass --root DIR (the dataset's videos or frame folders) or --detections CSV")
-        if not args.root.is_dir():
-            raise UserError(f"dataset root {args.root} is not a folder")
-        face_cfg, spot_cfg = _configs(args.config)
-        _check_outputs(args.detections_out, args.plot_dir)  # before hours of spotting, not after
-        items = dataset_items(args.dataset, args.sheet, args.root)
-        score, dets, fps = evaluate_dataset(items, face_cfg, spot_cfg, args.plot_dir, progress=print)
-        if args.detections_out is not None:
-            try:
-                write_detections(args.detections_out, dets)
-            except OSError as exc:
-                where = args.detections_out
-                raise UserError(f"cannot write --detections-out {where}: {exc.strerror or exc}") from None
+    if not args.sheet.is_file():
+        raise UserError(f"annotation sheet {args.sheet} is not a file; pass --sheet FILE")
+    if args.sheet.suffix.lower() == ".xlsx" and not zipfile.is_zipfile(args.sheet):
+        raise UserError(f"sheet {args.sheet} is not an Excel workbook; pass a real .xlsx or a .csv")
+    if args.detections is not None:
+        if not args.detections.is_file():
+            raise UserError(f"detection file {args.detections} is not a file; pass --detections CSV")
+        items = dataset_items(args.dataset, args.sheet, None)
+        dets = read_detections(args.detections)
+        unknown = sorted(set(dets) - {i.name for i in items})
+        if unknown:
+            log.warning(
+                "%s videos of the detections are not in the sheet (e.g. %s)", len(unknown), unknown[0]
+            )
+        score = megc_score({i.name: (dets.get(i.name, []), list(i.truth)) for i in items})
         print(score.table())
-        print(f"spotting path: {fps:.1f} frames/s over {len(items)} videos")
         return 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    if args.root is None:
+        raise UserError("pass --root DIR (the dataset's videos or frame folders) or --detections CSV")
+    if not args.root.is_dir():
+        raise UserError(f"dataset root {args.root} is not a folder")
+    face_cfg, spot_cfg = _configs(args.config)
+    _check_outputs(args.detections_out, args.plot_dir)  # before hours of spotting, not after
+    items = dataset_items(args.dataset, args.sheet, args.root)
+    score, dets, fps = evaluate_dataset(items, face_cfg, spot_cfg, args.plot_dir, progress=print)
+    if args.detections_out is not None:
+        try:
+            write_detections(args.detections_out, dets)
+        except OSError as exc:
+            where = args.detections_out
+            raise UserError(f"cannot write --detections-out {where}: {exc.strerror or exc}") from None
+    print(score.table())
+    print(f"spotting path: {fps:.1f} frames/s over {len(items)} videos")
+    return 0
 
 
 def _check_outputs(detections_out: Path | None, plot_dir: Path | None) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cli import cli_main
 from engine.errors import UserError
 from engine.face.regions import REGION_BASES, REGION_NAMES, base_of
 from spotting.evaluate import SpotRun
@@ -118,6 +119,7 @@ def check_out(out: Path) -> None:
         raise UserError(f"cannot create the folder of --out {out}: {exc.strerror or exc}") from None
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m spotting.plot", description=__doc__.split("\n\n")[0])
     ap.add_argument("--video", required=True, type=Path, help="video file or frame folder")
@@ -126,47 +128,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--spotter", default="", help="spotter name (default: the config's)")
     ap.add_argument("--out", required=True, type=Path, help="PNG to write")
     args = ap.parse_args(argv)
-    try:
-        if not 0 <= args.fps < math.inf:
-            raise UserError(f"--fps must be a finite frame rate >= 0 (0: the video's own), got {args.fps}")
-        check_out(args.out)
-        from engine.face import create_tracker
-        from engine.face.config import FaceConfig
-        from engine.sources import open_source
-        from engine.sources.config import SourceConfig
-        from spotting import create_spotter
-        from spotting.config import SpottingConfig
-        from spotting.evaluate import run_spotting
+    if not 0 <= args.fps < math.inf:
+        raise UserError(f"--fps must be a finite frame rate >= 0 (0: the video's own), got {args.fps}")
+    check_out(args.out)
+    from engine.face import create_tracker
+    from engine.face.config import FaceConfig
+    from engine.sources import open_source
+    from engine.sources.config import SourceConfig
+    from spotting import create_spotter
+    from spotting.config import SpottingConfig
+    from spotting.evaluate import run_spotting
 
-        truth = read_truth_csv(args.truth) if args.truth else []
-        src = open_source(SourceConfig(spec=str(args.video), fps=args.fps))
-        cfg = SpottingConfig(name=args.spotter) if args.spotter else SpottingConfig()
-        fps = float(args.fps or getattr(src, "fps", 0.0) or 30.0)
-        tracker = create_tracker(FaceConfig())
-        try:
-            run = run_spotting(
-                src.frames(), tracker.process, create_spotter(cfg, "plot", fps), keep_scores=True
-            )
-        finally:
-            tracker.close()
-            src.close()
-        if not any(v is not None for _, _, v in run.scores):
-            raise UserError(
-                f"no frame of {args.video} was scored (no face tracked, or shorter than the warm-up); "
-                "plot a longer video that shows a face"
-            )
-        try:
-            plot_run(args.out, run, fps, truth, title=args.video.name)
-        except OSError as exc:
-            raise UserError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
-        print(f"{args.out}: {len(run.candidates)} detections, {run.frames} frames")
-        return 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    truth = read_truth_csv(args.truth) if args.truth else []
+    src = open_source(SourceConfig(spec=str(args.video), fps=args.fps))
+    cfg = SpottingConfig(name=args.spotter) if args.spotter else SpottingConfig()
+    fps = float(args.fps or getattr(src, "fps", 0.0) or 30.0)
+    tracker = create_tracker(FaceConfig())
+    try:
+        run = run_spotting(src.frames(), tracker.process, create_spotter(cfg, "plot", fps), keep_scores=True)
+    finally:
+        tracker.close()
+        src.close()
+    if not any(v is not None for _, _, v in run.scores):
+        raise UserError(
+            f"no frame of {args.video} was scored (no face tracked, or shorter than the warm-up); "
+            "plot a longer video that shows a face"
+        )
+    try:
+        plot_run(args.out, run, fps, truth, title=args.video.name)
+    except OSError as exc:
+        raise UserError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
+    print(f"{args.out}: {len(run.candidates)} detections, {run.frames} frames")
+    return 0
 
 
 if __name__ == "__main__":
