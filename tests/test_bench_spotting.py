@@ -64,3 +64,44 @@ def test_reusing_tracker_when_real_video_then_reuses_and_stays_close_to_the_land
     err = [float(np.abs(a.landmarks - b.landmarks).mean()) for a, b in zip(ref, got, strict=True) if a and b]
     assert np.median(err) < 2.0  # pixels of the 640x360 frame, talking face
     assert all(g is None or g.crop.shape == (256, 256) for g in got)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_reusing_tracker_when_limits_scale_with_face_then_fewer_key_frames_same_accuracy(
+    face_model: Path,
+) -> None:
+    """Forehead points lost near the hairline and a talking head's turns no longer force the landmarker
+    (limits in face widths, up to 3 rigid points lost), and the reused landmarks stay as close."""
+    from bench.spotting import decode
+    from engine.face import create_tracker
+    from engine.face.reuse import ReuseConfig, ReusingTracker
+
+    frames, _ = decode(shared_path("videos", "WolfgangLanger_Pexels.mp4"))
+    frames = frames[:96]
+    full = create_tracker(FaceConfig())
+    ref = [full.process(f) for f in frames]
+    full.close()
+    runs = {}
+    # The former fixed limits: 8 and 2 px of this 210 px wide face, no lost point allowed.
+    for name, cfg in {
+        "strict": ReuseConfig(max_reuse=7, max_shift=0.038, probe=0.0095, max_lost=0),
+        "default": ReuseConfig(max_reuse=7),
+    }.items():
+        tracker = ReusingTracker(create_tracker(FaceConfig()), cfg, 256)
+        got = [tracker.process(f) for f in frames]
+        tracker.close()
+        err = [float(np.abs(a.landmarks - b.landmarks).mean()) for a, b in zip(ref, got, strict=True) if a and b]
+        runs[name] = (tracker.keyframes, float(np.median(err)))
+    assert runs["default"][0] < runs["strict"][0]
+    assert runs["default"][0] >= len(frames) // 8  # never more than 7 frames in a row without the landmarker
+    assert runs["default"][1] < 2.0 and runs["strict"][1] < 2.0, runs
+
+
+def test_reuse_config_when_limits_not_positive_then_rejected() -> None:
+    from engine.face.reuse import ReuseConfig
+
+    for bad in ({"max_shift": 0.0}, {"probe": -1.0}, {"max_lost": -1}, {"max_reuse": -1}):
+        with pytest.raises(ValueError, match="motion limits"):
+            ReuseConfig(**bad)
+
