@@ -59,7 +59,12 @@ class RegionSpotterBase:
         self.stream = stream
         self.fps = float(fps)
         self.motion = motion or RegionMotion(
-            cfg.signal_size, cfg.dis_preset, cfg.dis_finest_scale, cfg.register_shift, flow=flow
+            cfg.signal_size,
+            cfg.dis_preset,
+            cfg.dis_finest_scale,
+            cfg.register_shift,
+            flow=flow,
+            patch_stride=cfg.dis_patch_stride,
         )
         n_base = frames_for(cfg.baseline_s, fps, minimum=8)
         self._n_base = n_base

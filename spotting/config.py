@@ -31,6 +31,13 @@ class SpottingConfig(BaseModel):
         description="finest DIS pyramid level (0 = full signal resolution, ~1 ms; 1 = half, ~0.4 ms, "
         "too coarse for 1-px motion: injected-benchmark F1 0.17 instead of 0.25)",
     )
+    dis_patch_stride: int = Field(
+        5,
+        ge=0,
+        le=8,
+        description="DIS patch stride in pixels (0 = the preset's, 4 for ultrafast): 5 costs ~0.95 ms "
+        "instead of ~1.45 ms on a 128 px signal at the same injected-benchmark F1",
+    )
     register_shift: bool = Field(
         True, description="cancel the global shift between frames (phase correlation) before the flow"
     )

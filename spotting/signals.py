@@ -79,16 +79,24 @@ class RegionMotion:
         finest_scale: int = 1,
         register: bool = True,
         flow: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+        patch_stride: int = 0,
     ) -> None:
         """``flow``: a flow function ``(prev, next) -> H×W×2 float32`` (a flow backend's ``compute``,
         chosen by name in ``spotting.flow`` and passed in by the pipeline); None = the built-in DIS
-        with ``preset`` and ``finest_scale``. Spotting never imports a later stage itself."""
+        with ``preset``, ``finest_scale`` and ``patch_stride`` (0 = the preset's). Spotting never
+        imports a later stage itself."""
         if preset not in DIS_PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r}; expected one of {sorted(DIS_PRESETS)}")
         self.size = size
         self.register = register
         self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
         self._dis.setFinestScale(int(finest_scale))
+        if patch_stride > 0:
+            if patch_stride > self._dis.getPatchSize():
+                raise ValueError(
+                    f"DIS patch stride {patch_stride} exceeds the patch size {self._dis.getPatchSize()}"
+                )
+            self._dis.setPatchStride(int(patch_stride))
         self._flow = flow
         k = max(3, (size // 24) | 1)
         self._box = (k, k)
