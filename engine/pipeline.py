@@ -150,8 +150,8 @@ class Pipeline:
             for frame in self.frames:
                 if last is not None and (
                     frame.image.shape != last.image.shape or frame.t - last.t > self.max_gap_s
-                ):  # a new resolution or an outage: the motion history no longer applies
-                    self.spotter.reset()
+                ):  # a new resolution or an outage: judge what is open, the motion history ends here
+                    self._submit(self.spotter.flush())
                     had_face = False
                 last = frame
                 t0 = time.perf_counter()
@@ -162,8 +162,8 @@ class Pipeline:
                 c.stage_s["face"] += t1 - t0
                 if obs is None:
                     c.faces_lost += 1
-                    if had_face:
-                        self.spotter.reset()
+                    if had_face:  # judge an interval the face left in, then start afresh
+                        self._submit(self.spotter.flush())
                     had_face = False
                 else:
                     c.faces += 1

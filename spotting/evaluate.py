@@ -208,8 +208,9 @@ def run_spotting(
     keep_scores: bool = False,
 ) -> SpotRun:
     """Feed ``frames`` through ``track`` and ``spotter`` exactly as `engine.pipeline.Pipeline.run` does:
-    a lost face resets the spotter, the stream's end flushes it. With ``keep_scores`` the spotter's
-    per-frame ``region_scores`` (and ``thresholds`` when it has them) are kept for plots."""
+    a lost face and the stream's end flush it (the open interval is judged, then it starts afresh).
+    With ``keep_scores`` the spotter's per-frame ``region_scores`` (and ``thresholds`` when it has
+    them) are kept for plots."""
     run = SpotRun([])
     had_face = False
     for frame in frames:
@@ -220,7 +221,7 @@ def run_spotting(
         run.face_s += t1 - t0
         if obs is None:
             if had_face:
-                spotter.reset()  # type: ignore[attr-defined]
+                run.candidates.extend(spotter.flush())  # type: ignore[attr-defined]
             had_face = False
             continue
         had_face = True

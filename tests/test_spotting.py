@@ -10,6 +10,7 @@ rise-apex-decay profile at a known time, or an eyelid-only closing (a blink).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -431,3 +432,25 @@ def test_region_motion_when_patch_stride_set_then_dis_uses_it() -> None:
     with pytest.raises(ValueError, match="patch size"):
         RegionMotion(128, patch_stride=9)
 
+
+@pytest.mark.parametrize("name", ["region-bump", "region-motion"])
+def test_run_spotting_when_face_lost_mid_movement_then_the_movement_is_still_reported(
+    astronaut: Face, name: str
+) -> None:
+    """The engine flushes the spotter when the face is lost (as `Pipeline.run` does): a movement the
+    face turned away in is judged, not dropped, and the spotter starts afresh when the face is back."""
+    from spotting.evaluate import run_spotting
+
+    fps = 30.0
+    ev = Bump(t0=2.0, landmarks=MOUTH_R, rise=0.15, hold=2.0, decay=0.15)
+    frames = list(stream(astronaut, fps, 2.6, [ev]))  # the face leaves during the hold
+    lost = [dataclasses.replace(frames[-1], index=frames[-1].index + 1 + i) for i in range(10)]
+    back = list(stream(astronaut, fps, 3.0, seed=7, start_index=lost[-1].index + 1))
+    face = {o.index: o for o in [*frames, *back]}
+    run = run_spotting([*frames, *lost, *back], lambda f: face.get(f.index), create_spotter(
+        SpottingConfig(name=name), "test", fps
+    ))
+    assert len(run.candidates) == 1, [(c.onset.t, c.offset.t) for c in run.candidates]
+    c = run.candidates[0]
+    assert c.onset.t == pytest.approx(ev.t0, abs=0.2) and c.offset.frame <= frames[-1].index
+    assert run.face_frames == len(frames) + len(back)
