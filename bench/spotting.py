@@ -19,11 +19,19 @@ second of the spotting path (tracker + spotter, decoding excluded) per video; wi
 ``--reuse-every K`` also the same with `engine.face.reuse.ReusingTracker` (landmarks every K-th
 frame at most) and the ratio of the two F1s. The ground truth of each injected video can be
 written in the CAS(ME)^2 long-video layout (``--truth-dir``).
+
+``--visibility`` also tells how visible each event is to a bump spotter and how many of each
+visibility class were found: the bump its most visible region gets from the injected field
+(`spotting.inject.region_displacement` at the apex, in signal pixels, times the share of it a
+bump of half-width ``bump_lag_s`` sees in the event's profile), over the 95th percentile of that
+region's bump on the untouched video (the face's own talking, blinking and head motion). An event
+under 1 moves less than the face itself does in one frame out of twenty.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -38,10 +46,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import cv2  # noqa: E402
+
 from engine.face.config import FaceConfig  # noqa: E402
-from engine.types import Frame  # noqa: E402
+from engine.types import FaceObservation, Frame  # noqa: E402
 from spotting.config import SpottingConfig  # noqa: E402
-from spotting.evaluate import MegcScore, Span, SpotRun, candidate_spans, run_spotting  # noqa: E402
+from spotting.evaluate import (  # noqa: E402
+    MegcScore,
+    Span,
+    SpotRun,
+    candidate_spans,
+    match_intervals,
+    run_spotting,
+)
 
 log = logging.getLogger("bench.spotting")
 
@@ -51,6 +68,7 @@ LEAD_S = 1.3  # face tracked this long before an event: the spotter's warm-up an
 TAIL_S = 0.4
 GAP_S = 1.0
 AMPLITUDE_PX = (0.5, 3.0)
+VISIBILITY_EDGES = (0.5, 1.0, 2.0)
 
 
 @dataclass(slots=True)
@@ -65,6 +83,7 @@ class VideoResult:
     events: int = 0
     score: MegcScore = field(default_factory=MegcScore)
     path_fps: list[float] = field(default_factory=list)
+    visibility: list[tuple[float, bool]] = field(default_factory=list)  # (visibility, found) per event
 
 
 def decode(path: Path) -> tuple[list[Frame], float]:
@@ -115,19 +134,88 @@ def spot(
         tracker.close()  # type: ignore[attr-defined]
 
 
-def track_landmarks(frames: list[Frame], face_cfg: FaceConfig) -> list[np.ndarray | None]:
-    """Landmarks (478×2 float32 or None) of every untouched frame: where the injected fields are anchored."""
+def track_faces(frames: list[Frame], face_cfg: FaceConfig) -> list[FaceObservation | None]:
+    """The face of every untouched frame (landmarker on every frame): where the injected fields are
+    anchored, and the face's own motion the events are measured against."""
     from engine.face import create_tracker
 
     tracker = create_tracker(face_cfg)
     try:
-        out = []
-        for f in frames:
-            obs = tracker.process(f)
-            out.append(None if obs is None else obs.landmarks)
-        return out
+        return [tracker.process(f) for f in frames]
     finally:
         tracker.close()
+
+
+def natural_bumps(
+    observations: list[FaceObservation | None], spot_cfg: SpottingConfig, fps: float
+) -> np.ndarray:
+    """The region-bump signal of the untouched video: |bump| (N, R) float32 in signal pixels per frame
+    and region (lag ``bump_lag_s``, head motion removed as the spotter does); NaN where a frame
+    ``lag`` before or after has no face."""
+    from engine.face.regions import REGION_NAMES
+    from spotting.signals import RegionMotion, frames_for
+
+    size = spot_cfg.signal_size
+    motion = RegionMotion(
+        size,
+        spot_cfg.dis_preset,
+        spot_cfg.dis_finest_scale,
+        spot_cfg.register_shift,
+        patch_stride=spot_cfg.dis_patch_stride,
+    )
+    k = frames_for(spot_cfg.bump_lag_s, fps)
+    n = len(observations)
+    sigs = [
+        None if o is None else cv2.resize(o.crop, (size, size), interpolation=cv2.INTER_AREA)
+        for o in observations
+    ]
+    v = np.full((n, len(REGION_NAMES), 2), np.nan, np.float32)  # v[t]: flow from t - k to t
+    for t in range(k, n):
+        a, b = observations[t - k], observations[t]
+        if a is not None and b is not None:
+            pts = motion.sample_points(a.crop_landmarks, size / a.crop.shape[0])
+            v[t] = motion.measure_vectors(sigs[t - k], pts, sigs[t])
+    bump = np.full((n, len(REGION_NAMES)), np.nan, np.float32)
+    bump[: n - k] = np.hypot(*(0.5 * (v[: n - k] - v[k:])).transpose(2, 0, 1))
+    return bump
+
+
+def bump_share(event: object, k: int) -> float:
+    """The largest ``|w(t) - (w(t - k) + w(t + k)) / 2|`` over the event's profile ``w``
+    (`spotting.inject.profile`): the share of its apex displacement a bump of half-width ``k`` sees."""
+    from spotting.inject import profile
+
+    frames = range(event.onset - k, event.offset + k + 1)  # type: ignore[attr-defined]
+    return max(abs(profile(t, event) - 0.5 * (profile(t - k, event) + profile(t + k, event))) for t in frames)  # type: ignore[arg-type]
+
+
+def event_visibility(
+    event: object,
+    observations: list[FaceObservation | None],
+    image_shape: tuple[int, ...],
+    natural_high: np.ndarray,
+    spot_cfg: SpottingConfig,
+    fps: float,
+) -> float:
+    """How visible ``event`` is to a bump spotter (see the module docstring): the largest, over regions,
+    of its peak bump in signal pixels over ``natural_high`` (R,), the untouched video's 95th percentile."""
+    from spotting.inject import region_displacement
+    from spotting.signals import frames_for
+
+    obs = observations[event.apex]  # type: ignore[attr-defined]
+    if obs is None:
+        return float("nan")
+    scale = (
+        float(np.hypot(obs.transform[0, 0], obs.transform[0, 1])) * spot_cfg.signal_size / obs.crop.shape[0]
+    )
+    disp = region_displacement(obs.landmarks, image_shape, event)  # type: ignore[arg-type]
+    peak = np.hypot(disp[:, 0], disp[:, 1]) * scale * bump_share(event, frames_for(spot_cfg.bump_lag_s, fps))
+    return float(np.max(peak / np.maximum(natural_high, 1e-6)))
+
+
+def track_landmarks(frames: list[Frame], face_cfg: FaceConfig) -> list[np.ndarray | None]:
+    """Landmarks (478×2 float32 or None) of every untouched frame: where the injected fields are anchored."""
+    return [None if o is None else o.landmarks for o in track_faces(frames, face_cfg)]
 
 
 def face_segments(landmarks: list[np.ndarray | None]) -> list[tuple[int, int]]:
@@ -187,18 +275,24 @@ def bench_video(
     plot_dir: Path | None = None,
     say: Callable[[str], None] = print,
     first_seed: int = 0,
+    visibility: bool = False,
 ) -> VideoResult | None:
     """The benchmark of one video (seeds ``first_seed`` .. ``first_seed + seeds - 1``); None when it
     holds no face. Keep the seeds a spotter was tuned on apart from those it is reported on."""
     from spotting.inject import TruthEvent, write_truth_csv
 
     frames, fps = decode(path)
-    landmarks = track_landmarks(frames, face_cfg)
+    observations = track_faces(frames, face_cfg)
+    landmarks = [None if o is None else o.landmarks for o in observations]
     n_face = sum(lm is not None for lm in landmarks)
     if n_face == 0:
         say(f"{path.name}: no face in {len(frames)} frames: skipped")
         return None
     res = VideoResult(path.name, fps, len(frames), n_face / fps)
+    natural_high: np.ndarray | None = None
+    if visibility:
+        bumps = natural_bumps(observations, spot_cfg, fps)
+        natural_high = np.nanpercentile(bumps, 95, axis=0)
     plain = spot(frames, fps, face_cfg, spot_cfg, reuse_every, keep_scores=plot_dir is not None)
     res.false_alarms = len(plain.candidates)
     res.path_fps.append(plain.fps)
@@ -222,7 +316,13 @@ def bench_video(
         )
         res.path_fps.append(run.fps)
         gt: list[Span] = [(t.onset.frame, t.offset.frame, t.kind) for t in truth]
-        res.score.add_video(f"{path.name}#{seed}", candidate_spans(run.candidates), gt)
+        detections = candidate_spans(run.candidates)
+        res.score.add_video(f"{path.name}#{seed}", detections, gt)
+        if natural_high is not None:
+            found = {g for _, g in match_intervals(detections, gt)}
+            for i, ev in enumerate(events):
+                vis = event_visibility(ev, observations, frames[0].image.shape, natural_high, spot_cfg, fps)
+                res.visibility.append((vis, i in found))
         res.events += len(events)
         if truth_dir is not None:
             truth_dir.mkdir(parents=True, exist_ok=True)
@@ -268,6 +368,16 @@ def summarise(results: list[VideoResult], label: str) -> dict[str, object]:
         f"false alarms on untouched videos: {fa} in {minutes:.2f} min of face = "
         f"{fa / max(minutes, 1e-9):.2f}/min"
     )
+    vis = [v for r in results for v in r.visibility]
+    by_class: dict[str, list[int]] = {}
+    if vis:
+        print("visibility (event bump / the face's own 95th percentile, best region): events, found")
+        edges = (0.0, *VISIBILITY_EDGES, float("inf"))
+        for lo, hi in itertools.pairwise(edges):
+            sel = [found for v, found in vis if lo <= v < hi]
+            label = f"{lo:g}-{hi:g}" if hi != float("inf") else f">= {lo:g}"
+            by_class[label] = [len(sel), sum(sel)]
+            print(f"  {label:>8}: {len(sel):3d} events, {sum(sel):3d} found")
     return {
         "label": label,
         "f1": total.overall.f1,
@@ -281,6 +391,7 @@ def summarise(results: list[VideoResult], label: str) -> dict[str, object]:
         "false_alarms": fa,
         "false_alarms_per_min": fa / max(minutes, 1e-9),
         "path_fps": {r.name: float(np.median(r.path_fps)) for r in results},
+        "visibility": by_class,
     }
 
 
@@ -304,6 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--truth-dir", type=Path)
     ap.add_argument("--plot-dir", type=Path)
     ap.add_argument("--json", type=Path, help="write the summary figures here")
+    ap.add_argument(
+        "--visibility",
+        action="store_true",
+        help="also rate each event's visibility against the face's own motion and count the found ones",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from spotting.annotations import SheetEvents
@@ -338,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.truth_dir,  # type: ignore[arg-type]
                 args.plot_dir,
                 first_seed=args.first_seed,
+                visibility=args.visibility,
             )
             if r is not None:
                 results.append(r)

@@ -32,7 +32,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from engine.face.regions import EYE_L, EYE_R, REGIONS, RIGID_POINTS
+from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS, RIGID_POINTS
 from engine.types import Side, TimePoint
 
 # Amplitudes are given for a face this wide (pixels between the face-contour points 234 and 454).
@@ -352,6 +352,25 @@ def blink_field(landmarks: np.ndarray, shape: tuple[int, ...], side: Side = "B")
 
 
 # ---------------------------------------------------------------------------------------------
+def region_displacement(landmarks: np.ndarray, shape: tuple[int, ...], event: InjectedEvent) -> np.ndarray:
+    """What ``event`` moves each region by at its apex: (len(REGION_NAMES), 2) float32, frame pixels.
+
+    The mean of its field (`displacement_field`, or `blink_field` for AU45) at the region's landmarks
+    of ``landmarks`` (478×2 on the untouched frame): the ground truth a spotter's region signal
+    should see, used to tell how visible an injected event is against a face's own motion.
+    """
+    pts = np.asarray(landmarks, dtype=np.float32)[:, :2]
+    field = displacement_field(pts, shape, event.aus, event.amplitude_px, event.side)
+    h, w = int(shape[0]), int(shape[1])
+    out = np.empty((len(REGION_NAMES), 2), np.float32)
+    for i, name in enumerate(REGION_NAMES):
+        ij = np.rint(pts[list(REGIONS[name])]).astype(np.int64)
+        ij[:, 0] = np.clip(ij[:, 0], 0, w - 1)
+        ij[:, 1] = np.clip(ij[:, 1], 0, h - 1)
+        out[i] = field[ij[:, 1], ij[:, 0]].mean(axis=0)
+    return out
+
+
 # Time and warping
 
 

@@ -105,3 +105,40 @@ def test_reuse_config_when_limits_not_positive_then_rejected() -> None:
         with pytest.raises(ValueError, match="motion limits"):
             ReuseConfig(**bad)
 
+
+@pytest.mark.parametrize(
+    ("onset", "apex", "offset", "k", "low", "high"),
+    [
+        (10, 12, 14, 3, 0.999, 1.001),  # over before the bump's side frames: it sees all of it
+        (0, 20, 40, 3, 0.02, 0.06),  # 40 frames: a 3-frame bump sees the curvature only
+        (10, 16, 22, 3, 0.45, 0.55),  # a half-width as long as the rise: about half
+    ],
+)
+def test_bump_share_when_profile_long_then_bump_sees_less(
+    onset: int, apex: int, offset: int, k: int, low: float, high: float
+) -> None:
+    from bench.spotting import bump_share
+    from spotting.inject import InjectedEvent
+
+    assert low <= bump_share(InjectedEvent(onset, apex, offset, (4,)), k) <= high
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_bench_video_when_visibility_asked_then_each_event_rated_against_the_faces_own_motion(
+    face_model: Path,
+) -> None:
+    from bench.spotting import bench_video, decode, natural_bumps, track_faces
+    from spotting.annotations import SheetEvents
+    from spotting.inject import AU_MOVES
+
+    frames, fps = decode(_video())
+    bumps = natural_bumps(track_faces(frames, FaceConfig()), SpottingConfig(), fps)
+    assert bumps.shape == (len(frames), 20) and np.isnan(bumps[-3:]).all()  # the last lag has no "after"
+    live = bumps[np.isfinite(bumps).all(axis=1)]
+    assert len(live) > 40 and 0.0 < float(np.median(live)) < 1.0  # a still face: sub-pixel own motion
+    sampler = SheetEvents.from_sheets(shared_path("annotations"), sorted(AU_MOVES))
+    res = bench_video(_video(), sampler, 2, FaceConfig(), SpottingConfig(), say=lambda s: None, visibility=True)
+    assert res is not None and len(res.visibility) == res.events == 2
+    assert all(np.isfinite(v) and v > 0 for v, _ in res.visibility)
+    assert sum(found for _, found in res.visibility) == res.score.overall.tp

@@ -173,3 +173,18 @@ def test_truth_rows_when_written_match_casme2_long_layout(tmp_path, shared_data)
     for col in (0, 2, 3, 4, 9):
         assert real[col].lstrip("-").isdigit() and rows[0][col].isdigit()
     assert real[7].endswith("-expression")
+
+
+def test_region_displacement_when_au12_then_mouth_corners_move_and_brows_stay(face) -> None:
+    """The ground truth of what a region signal should see: the field's mean at the region's landmarks,
+    the same number `_region_mean` reads off the field, and zero where the AU does not reach."""
+    image, lm = face
+    ev = inject.InjectedEvent(0, 3, 6, (12,), amplitude_px=3.0, side="L")
+    disp = inject.region_displacement(lm, image.shape, ev)
+    names = inject.REGION_NAMES
+    field = inject.displacement_field(lm, image.shape, (12,), 3.0, side="L")
+    got = disp[names.index("mouth_corner_L")]
+    np.testing.assert_allclose(got, _region_mean(field, lm, "mouth_corner_L"), rtol=1e-5, atol=1e-6)
+    assert got[0] > 0.5 and got[1] < -0.5  # outward (+x on the subject's left) and up
+    assert np.hypot(*disp[names.index("mouth_corner_R")]) < 0.05  # one-sided event
+    assert np.hypot(*disp[names.index("brow_inner_L")]) < 0.01
