@@ -5,7 +5,9 @@ when its intersection over union with a ground-truth interval not yet matched is
 (``|D ∩ G| / |D ∪ G|`` in frames, both ends inclusive); every other detection is a false positive,
 every unmatched truth a false negative. Precision, recall and F1 are computed over the whole set
 (counts summed over all videos), not averaged per video. Micro and macro are reported apart: a
-truth counts by its own type, a detection by its ``kind`` (its duration).
+truth counts by its own type, a detection by its ``kind`` (its duration), and a matched pair is a
+true positive of the micro (macro) row only when both are micro (macro): a micro detection of a
+macro truth is a true positive overall, a false positive among the micro and a miss among the macro.
 
 Datasets (``--dataset``; sheet from ``../shared/data/annotations``-style files, see
 `spotting.annotations`):
@@ -149,7 +151,7 @@ class MegcScore:
         self.per_video[name] = row
         self.overall.add(row)
         for kind, counts in (("micro", self.micro), ("macro", self.macro)):
-            counts.tp += sum(1 for _, gi in pairs if truth[gi][2] == kind)
+            counts.tp += sum(1 for di, gi in pairs if truth[gi][2] == kind and detections[di][2] == kind)
             counts.n_gt += sum(1 for g in truth if g[2] == kind)
             counts.n_det += sum(1 for d in detections if d[2] == kind)
 

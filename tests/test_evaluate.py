@@ -226,3 +226,13 @@ def test_main_when_tiny_dataset_in_the_real_layout_then_spots_the_injected_event
     if dataset == "casme2_long":
         assert int(overall[1]) >= 1, out  # the spotter finds at least one of the two injected events
         assert all(on >= 1 for spans in dets.values() for on, _, _ in spans)  # 1-based like img1.jpg
+
+
+def test_megc_score_when_kind_differs_from_truth_then_no_negative_counts() -> None:
+    """A 0.45 s detection of a 0.6 s truth: overall a hit; per type a micro false alarm and a macro miss
+    (the table printed FP -1 for the macro row before)."""
+    s = megc_score({"v": ([(100, 112, "micro")], [(98, 115, "macro")])})
+    assert (s.overall.tp, s.overall.fp, s.overall.fn) == (1, 0, 0)
+    assert (s.micro.tp, s.micro.fp, s.micro.fn) == (0, 1, 0)
+    assert (s.macro.tp, s.macro.fp, s.macro.fn) == (0, 0, 1)
+    assert "-1" not in s.table()
