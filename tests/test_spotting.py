@@ -447,10 +447,22 @@ def test_run_spotting_when_face_lost_mid_movement_then_the_movement_is_still_rep
     lost = [dataclasses.replace(frames[-1], index=frames[-1].index + 1 + i) for i in range(10)]
     back = list(stream(astronaut, fps, 3.0, seed=7, start_index=lost[-1].index + 1))
     face = {o.index: o for o in [*frames, *back]}
-    run = run_spotting([*frames, *lost, *back], lambda f: face.get(f.index), create_spotter(
-        SpottingConfig(name=name), "test", fps
-    ))
+    spotter = create_spotter(SpottingConfig(name=name), "test", fps)
+    run = run_spotting([*frames, *lost, *back], lambda f: face.get(f.index), spotter)
     assert len(run.candidates) == 1, [(c.onset.t, c.offset.t) for c in run.candidates]
     c = run.candidates[0]
     assert c.onset.t == pytest.approx(ev.t0, abs=0.2) and c.offset.frame <= frames[-1].index
     assert run.face_frames == len(frames) + len(back)
+
+
+def test_running_mean_when_one_frame_spike_then_a_longer_movement_outweighs_it() -> None:
+    """region-bump picks the apex on this mean over k frames: a one-frame flow glitch higher than
+    a three-frame movement no longer wins."""
+    from spotting.bump import running_mean
+
+    ratio = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 2.5], [0.0, 2.5], [0.0, 2.5], [0.0, 0.0]])
+    assert np.unravel_index(int(np.argmax(ratio)), ratio.shape) == (1, 0)
+    smooth = running_mean(ratio, 3)
+    assert smooth.shape == ratio.shape
+    assert np.unravel_index(int(np.argmax(smooth)), ratio.shape) == (3, 1)
+    np.testing.assert_allclose(smooth[:, 0], [2.0, 4 / 3, 4 / 3, 0.0, 0.0, 0.0])  # fewer rows at the ends
