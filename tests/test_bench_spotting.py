@@ -91,7 +91,8 @@ def test_reusing_tracker_when_limits_scale_with_face_then_fewer_key_frames_same_
         tracker = ReusingTracker(create_tracker(FaceConfig()), cfg, 256)
         got = [tracker.process(f) for f in frames]
         tracker.close()
-        err = [float(np.abs(a.landmarks - b.landmarks).mean()) for a, b in zip(ref, got, strict=True) if a and b]
+        pairs = [(a, b) for a, b in zip(ref, got, strict=True) if a and b]
+        err = [float(np.abs(a.landmarks - b.landmarks).mean()) for a, b in pairs]
         runs[name] = (tracker.keyframes, float(np.median(err)))
     assert runs["default"][0] < runs["strict"][0]
     assert runs["default"][0] >= len(frames) // 8  # never more than 7 frames in a row without the landmarker
@@ -138,7 +139,9 @@ def test_bench_video_when_visibility_asked_then_each_event_rated_against_the_fac
     live = bumps[np.isfinite(bumps).all(axis=1)]
     assert len(live) > 40 and 0.0 < float(np.median(live)) < 1.0  # a still face: sub-pixel own motion
     sampler = SheetEvents.from_sheets(shared_path("annotations"), sorted(AU_MOVES))
-    res = bench_video(_video(), sampler, 2, FaceConfig(), SpottingConfig(), say=lambda s: None, visibility=True)
+    res = bench_video(
+        _video(), sampler, 2, FaceConfig(), SpottingConfig(), say=lambda s: None, visibility=True
+    )
     assert res is not None and len(res.visibility) == res.events == 2
     assert all(np.isfinite(v) and v > 0 for v, _ in res.visibility)
     assert sum(found for _, found in res.visibility) == res.score.overall.tp
