@@ -466,3 +466,20 @@ def test_running_mean_when_one_frame_spike_then_a_longer_movement_outweighs_it()
     assert smooth.shape == ratio.shape
     assert np.unravel_index(int(np.argmax(smooth)), ratio.shape) == (3, 1)
     np.testing.assert_allclose(smooth[:, 0], [2.0, 4 / 3, 4 / 3, 0.0, 0.0, 0.0])  # fewer rows at the ends
+
+
+def test_region_bump_when_mouth_moves_after_a_blink_in_one_interval_then_keeps_the_mouth(
+    astronaut: Face,
+) -> None:
+    """The blink rule of region-bump acts within 2k frames of the blink: a mouth movement 0.4 s later,
+    in the interval the blink opened, is reported (the whole interval used to be dropped)."""
+    blink = Blink(t0=2.0)
+    mouth = Bump(t0=2.4, landmarks=REGIONS["mouth_corner_L"], amp=1.5)
+    sp = create_spotter(SpottingConfig(), "test", 30.0)
+    cands = run(sp, stream(astronaut, 30.0, 3.5, [blink, mouth]))
+    assert len(cands) == 1, [(c.onset.t, c.offset.t, c.regions) for c in cands]
+    assert cands[0].regions[0] == "mouth_corner_L"
+    assert not any(r.startswith("eyelid") for r in cands[0].regions)
+    assert iou((cands[0].onset.t, cands[0].offset.t), (mouth.t0, mouth.t1)) >= 0.5
+    # The blink alone still reports nothing.
+    assert run(create_spotter(SpottingConfig(), "test", 30.0), stream(astronaut, 30.0, 3.5, [blink])) == []
