@@ -483,3 +483,35 @@ def test_region_bump_when_mouth_moves_after_a_blink_in_one_interval_then_keeps_t
     assert iou((cands[0].onset.t, cands[0].offset.t), (mouth.t0, mouth.t1)) >= 0.5
     # The blink alone still reports nothing.
     assert run(create_spotter(SpottingConfig(), "test", 30.0), stream(astronaut, 30.0, 3.5, [blink])) == []
+
+
+def test_region_bump_when_strongest_peak_too_short_then_the_next_movement_is_judged() -> None:
+    """An interval whose strongest peak is a two-frame spike (shorter than ``min_duration_s``) still
+    yields the real movement later in it; with one try (the old behaviour) the interval was lost."""
+    from spotting.bump import _Scored
+
+    fps, n = 30.0, 44
+    spike, move = REGION_NAMES.index("lip_upper_L"), REGION_NAMES.index("brow_inner_L")
+    hist = []
+    for i in range(n):
+        z = np.zeros(len(REGION_NAMES), np.float32)
+        b = np.zeros((len(REGION_NAMES), 2), np.float32)
+        if i in (10, 11):
+            z[spike], b[spike] = 40.0, (0.0, 2.0)
+        if 24 <= i <= 33:  # a raised-cosine movement of 10 frames (0.33 s)
+            w = 0.5 - 0.5 * math.cos(2 * math.pi * (i - 23) / 11)
+            z[move], b[move] = 16.0 * w, (0.0, -0.6 * w)
+        lm = np.zeros((478, 2), np.float32)
+        obs = FaceObservation(i, i / fps, lm, np.zeros((8, 8), np.uint8), np.eye(2, 3, dtype=np.float32), lm)
+        hist.append(_Scored(obs, b, z, False, False))
+    found = {}
+    for tries in (1, 2):
+        sp = create_spotter(SpottingConfig(), "test", fps)
+        sp.peak_tries = tries
+        sp._history.extend(hist)
+        sp._open_at, sp._below = 8, 0
+        found[tries] = sp._judge()
+    assert found[1] is None
+    c = found[2]
+    assert c is not None and c.regions[0] == "brow_inner_L", c
+    assert iou((c.onset.frame, c.offset.frame), (24, 33)) >= 0.5, (c.onset.frame, c.offset.frame)
