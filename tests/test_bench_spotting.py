@@ -145,3 +145,27 @@ def test_bench_video_when_visibility_asked_then_each_event_rated_against_the_fac
     assert res is not None and len(res.visibility) == res.events == 2
     assert all(np.isfinite(v) and v > 0 for v, _ in res.visibility)
     assert sum(found for _, found in res.visibility) == res.score.overall.tp
+
+
+@pytest.mark.slow
+def test_reusing_tracker_when_eyes_blink_then_fresh_landmarks_close_the_eyes(face_model: Path) -> None:
+    """The per-eye probe sends blinks to the landmarker, so the eye apertures the blink suppression reads
+    close in reused mode as with landmarks on every frame (the demo face sways, turns and blinks)."""
+    from engine.face import create_tracker
+    from engine.face.reuse import ReuseConfig, ReusingTracker
+    from engine.sources.demo import DemoSource
+    from spotting.signals import eye_apertures
+
+    src = DemoSource(duration_s=6.0, events=0, blinks_per_min=30.0, seed=3)
+    frames = list(src.frames())
+    blink_frames = {i for b in src.blinks for i in range(b.onset, b.offset + 1)}
+    assert len(src.blinks) >= 2
+    tracker = ReusingTracker(create_tracker(FaceConfig()), ReuseConfig(max_reuse=7), 256)
+    got = [tracker.process(f) for f in frames]
+    tracker.close()
+    assert tracker.reused > len(frames) // 2  # the still, open-eyed frames reuse landmarks
+    aperture = {o.index: float(eye_apertures(o.crop_landmarks).min()) for o in got if o is not None}
+    open_eyes = np.median([a for i, a in aperture.items() if i not in blink_frames])
+    for b in src.blinks:
+        closing = min(aperture[i] for i in range(b.onset, b.offset + 1) if i in aperture)
+        assert closing < 0.7 * open_eyes, (b, closing, open_eyes)

@@ -11,17 +11,18 @@ itself, so reused landmarks cost it nothing as long as the crop stays aligned.
 The landmarker runs again when ``max_reuse`` frames were reused, when the face moved more than
 ``max_shift`` face widths since the key frame, when Lucas-Kanade loses a probe point or more than
 ``max_lost`` rigid points (the forehead points near the hairline or the frame's top edge are the
-ones it loses), or when a probe point (the eyelids) moved more than ``probe`` face widths beyond
-the rigid motion: a blink then gets fresh landmarks (and blendshapes), which the blink suppression
-needs. Limits are fractions of the face width (contour points 234-454) so a 640x360 webcam and a
-1080p camera behave alike. Lucas-Kanade runs on the key face's region of the frame only. On
-WolfgangLanger_Pexels.mp4 (24 fps, face 210 px wide, talking and turning) with ``max_reuse`` 7
-the key frames fell from 163 to 126 of 472 (fixed 8 px / 2 px limits and no lost point before),
-at the same injected-benchmark F1 (0.375 vs 0.344 over seeds 0-5; 0.367 with landmarks on every
-frame); a looser probe (3 px) saved more key frames but missed blinks (F1 0.30). The lips are not
-probed: the spotter measures mouth motion itself with optical flow, and probing them sent a talking
-face to the landmarker on most frames (WolfgangLanger: 279 of 472 key frames with lip probes at 1 px, 163 with
-eyelid probes at 2 px, max_reuse 7).
+ones it loses), or when a probe point (the eyelids) moved more than ``probe`` face widths off the
+similarity of its own eye's two corners (a head turn moves the eyes unlike the nose and forehead,
+so the global fit saw lids move that did not): a blink then gets fresh landmarks (and blendshapes),
+which the blink suppression needs. Limits are fractions of the face width (contour points 234-454)
+so a 640x360 webcam and a 1080p camera behave alike. Lucas-Kanade runs on the key face's region of
+the frame only. On WolfgangLanger_Pexels.mp4 (24 fps, face 210 px wide, talking and turning) with
+``max_reuse`` 7 the key frames fell from 163 to 126 of 472 with these limits (fixed 8 px / 2 px and
+no lost point before) and to 112 with the per-eye probe, at the same injected-benchmark F1 within
+its noise; a looser probe (3 px) saved more key frames but missed blinks (F1 0.30 instead of 0.37).
+The lips are not probed: the spotter measures mouth motion itself with optical flow, and probing
+them sent a talking face to the landmarker on most frames (WolfgangLanger: 279 of 472 key frames
+with lip probes at 1 px, 163 with eyelid probes at 2 px, max_reuse 7).
 
 >>> tracker = ReusingTracker(create_tracker(FaceConfig()), ReuseConfig(max_reuse=3), 256)  # doctest: +SKIP
 """
@@ -41,6 +42,11 @@ from engine.types import FaceObservation, Frame
 # Probe points that move with blinks: upper and lower lid of each eye.
 PROBE_POINTS: tuple[int, ...] = (159, 145, 386, 374)
 _CONTOUR_R, _CONTOUR_L = 234, 454  # the face width is measured between these contour points
+# Per eye: positions of its two corners in RIGID_POINTS and of its two lids in PROBE_POINTS.
+_EYES: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
+    ((RIGID_POINTS.index(33), RIGID_POINTS.index(133)), (0, 1)),
+    ((RIGID_POINTS.index(362), RIGID_POINTS.index(263)), (2, 3)),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +141,18 @@ class ReusingTracker:
         src, dst = p0.reshape(-1, 2) + offset, p1.reshape(-1, 2) + offset
         rigid = found[:n]
         transform = fit_similarity(src[:n][rigid], dst[:n][rigid])
-        moved = transform_points(src, transform)
         width = self._width
         if float(np.abs(dst[:n][rigid] - src[:n][rigid]).max()) > self.cfg.max_shift * width:
             return None
-        if float(np.hypot(*(dst[n:] - moved[n:]).T).max()) > self.cfg.probe * width:
-            return None  # an eyelid moved on its own (a blink): fresh landmarks
+        # Each eye's lids against the similarity of that eye's own two corners: a head turn moves the
+        # eyes unlike the nose and forehead the global fit leans on, a blink moves lids off corners.
+        for corners, lids in _EYES:
+            if not found[list(corners)].all():
+                return None
+            t_eye = fit_similarity(src[list(corners)], dst[list(corners)])
+            off = dst[[n + i for i in lids]] - transform_points(src[[n + i for i in lids]], t_eye)
+            if float(np.hypot(off[:, 0], off[:, 1]).max()) > self.cfg.probe * width:
+                return None  # an eyelid moved on its own (a blink): fresh landmarks
         landmarks = transform_points(key.landmarks, transform)
         crop, to_crop, crop_lm = align_face(grey, landmarks, self.crop_size)
         return FaceObservation(frame.index, frame.t, landmarks, crop, to_crop, crop_lm, key.blendshapes)
