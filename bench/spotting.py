@@ -307,7 +307,7 @@ def bench_video(
             continue
         truth = [TruthEvent.from_event(ev, fps, spot_cfg.micro_max_s) for ev in events]
         run = spot(
-            injected(frames, landmarks, events),
+            list(injected(frames, landmarks, events)),  # rendered first: the path's fps excludes it
             fps,
             face_cfg,
             spot_cfg,

@@ -7,6 +7,7 @@ waits on flow or explanation: candidates go to the worker's bounded queue.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -19,6 +20,7 @@ from typing import Any
 
 from engine.config import EngineConfig
 from engine.events import error_event, status_event
+from engine.face.ahead import track_ahead
 from engine.publish.base import EventSink
 from engine.types import Candidate, Evidence, FaceObservation, Frame
 
@@ -49,7 +51,8 @@ def stream_name(spec: str) -> str:
 
 
 class Pipeline:
-    """Runs frames through the stages on the calling thread and owns shutdown.
+    """Runs frames through the stages and owns shutdown: the face stage on a helper thread a few
+    frames ahead (`engine.face.ahead.track_ahead`), the spotter on the calling thread.
 
     ``frames``: an iterable of `Frame` (the reader); ``track``: Frame → FaceObservation | None;
     ``spotter``: the `Spotter`; ``worker``: has ``submit(candidate)``, ``stop(drain_s)`` and
@@ -147,30 +150,30 @@ class Pipeline:
         c = self.counters
         try:
             last: Frame | None = None
-            for frame in self.frames:
-                if last is not None and (
-                    frame.image.shape != last.image.shape or frame.t - last.t > self.max_gap_s
-                ):  # a new resolution or an outage: judge what is open, the motion history ends here
-                    self._submit(self.spotter.flush())
-                    had_face = False
-                last = frame
-                t0 = time.perf_counter()
-                obs = self.track(frame)
-                if self.clips is not None:
-                    self.clips.push(frame, obs)
-                t1 = time.perf_counter()
-                c.stage_s["face"] += t1 - t0
-                if obs is None:
-                    c.faces_lost += 1
-                    if had_face:  # judge an interval the face left in, then start afresh
+            with contextlib.closing(track_ahead(self.frames, self.track)) as tracked:
+                for frame, obs, face_s in tracked:
+                    if last is not None and (
+                        frame.image.shape != last.image.shape or frame.t - last.t > self.max_gap_s
+                    ):  # a new resolution or an outage: judge what is open, the motion history ends here
                         self._submit(self.spotter.flush())
-                    had_face = False
-                else:
-                    c.faces += 1
-                    had_face = True
-                    self._submit(self.spotter.update(obs))
-                    c.stage_s["spot"] += time.perf_counter() - t1
-                c.frames += 1
+                        had_face = False
+                    last = frame
+                    t0 = time.perf_counter()
+                    if self.clips is not None:
+                        self.clips.push(frame, obs)
+                    t1 = time.perf_counter()
+                    c.stage_s["face"] += face_s + (t1 - t0)
+                    if obs is None:
+                        c.faces_lost += 1
+                        if had_face:  # judge an interval the face left in, then start afresh
+                            self._submit(self.spotter.flush())
+                        had_face = False
+                    else:
+                        c.faces += 1
+                        had_face = True
+                        self._submit(self.spotter.update(obs))
+                        c.stage_s["spot"] += time.perf_counter() - t1
+                    c.frames += 1
             self._submit(self.spotter.flush())
         except Exception as exc:
             self.sink.emit(error_event(self.stream, "pipeline", f"{type(exc).__name__}: {exc}"))
