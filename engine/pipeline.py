@@ -2,7 +2,8 @@
 
 Built in two steps (STYLE.md): `build_pipeline(cfg)` makes every stage from the configuration;
 `Pipeline.__init__` takes ready collaborators, so tests can pass fakes. The video thread never
-waits on flow or explanation: candidates go to the worker's bounded queue.
+waits on flow or explanation: candidates go to the worker's bounded queue; the face stage runs a
+few frames ahead of it on a helper thread.
 """
 
 from __future__ import annotations
