@@ -46,7 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import cv2  # noqa: E402
 
 from engine.face.config import FaceConfig  # noqa: E402
 from engine.types import FaceObservation, Frame  # noqa: E402
@@ -155,26 +154,15 @@ def natural_bumps(
     from engine.face.regions import REGION_NAMES
     from spotting.signals import RegionMotion, frames_for
 
-    size = spot_cfg.signal_size
-    motion = RegionMotion(
-        size,
-        spot_cfg.dis_preset,
-        spot_cfg.dis_finest_scale,
-        spot_cfg.register_shift,
-        patch_stride=spot_cfg.dis_patch_stride,
-    )
+    motion = RegionMotion.from_config(spot_cfg)
     k = frames_for(spot_cfg.bump_lag_s, fps)
     n = len(observations)
-    sigs = [
-        None if o is None else cv2.resize(o.crop, (size, size), interpolation=cv2.INTER_AREA)
-        for o in observations
-    ]
+    prepared = [None if o is None else motion.prepare(o.crop, o.crop_landmarks) for o in observations]
     v = np.full((n, len(REGION_NAMES), 2), np.nan, np.float32)  # v[t]: flow from t - k to t
     for t in range(k, n):
-        a, b = observations[t - k], observations[t]
+        a, b = prepared[t - k], prepared[t]
         if a is not None and b is not None:
-            pts = motion.sample_points(a.crop_landmarks, size / a.crop.shape[0])
-            v[t] = motion.measure_vectors(sigs[t - k], pts, sigs[t])
+            v[t] = motion.measure_vectors(a[0], a[1], b[0])
     bump = np.full((n, len(REGION_NAMES)), np.nan, np.float32)
     bump[: n - k] = np.hypot(*(0.5 * (v[: n - k] - v[k:])).transpose(2, 0, 1))
     return bump

@@ -17,7 +17,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
 from engine.face.regions import REGION_NAMES
@@ -58,14 +57,7 @@ class RegionSpotterBase:
         self.cfg = cfg
         self.stream = stream
         self.fps = float(fps)
-        self.motion = motion or RegionMotion(
-            cfg.signal_size,
-            cfg.dis_preset,
-            cfg.dis_finest_scale,
-            cfg.register_shift,
-            flow=flow,
-            patch_stride=cfg.dis_patch_stride,
-        )
+        self.motion = motion or RegionMotion.from_config(cfg, flow)
         n_base = frames_for(cfg.baseline_s, fps, minimum=8)
         self._n_base = n_base
         self._min_base = min(n_base, max(8, frames_for(self.min_base_s, fps)))
@@ -113,10 +105,7 @@ class RegionSpotterBase:
         self._check(obs)
         if self._start_t is None:
             self._start_t = obs.t
-        size = self.cfg.signal_size
-        crop = obs.crop
-        sig = crop if crop.shape[0] == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-        points = self.motion.sample_points(obs.crop_landmarks, size / crop.shape[0])
+        sig, points = self.motion.prepare(obs.crop, obs.crop_landmarks)
         eyes = np.concatenate([eye_apertures(obs.crop_landmarks), blink_blendshapes(obs.blendshapes)])
         return sig, points, eyes, self._is_blink(eyes)
 

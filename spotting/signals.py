@@ -10,11 +10,15 @@ microseconds except the one DIS optical-flow call (~0.4 ms on a 128² crop at fi
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS, RIGID_POINTS, base_of
+
+if TYPE_CHECKING:
+    from spotting.config import SpottingConfig
 
 DIS_PRESETS: dict[str, int] = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -106,6 +110,28 @@ class RegionMotion:
         self.landmark_index = np.concatenate([*region_idx, np.asarray(RIGID_POINTS, dtype=np.int64)])
         self._starts = np.cumsum([0] + [len(r) for r in region_idx[:-1]])
         self._counts = np.array([len(r) for r in region_idx], dtype=np.float64)
+
+    @classmethod
+    def from_config(
+        cls, cfg: SpottingConfig, flow: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    ) -> RegionMotion:
+        """The signal ``cfg`` names: ``signal_size``, the DIS preset, finest scale and patch stride,
+        shift registration; ``flow`` as in the constructor."""
+        return cls(
+            cfg.signal_size,
+            cfg.dis_preset,
+            cfg.dis_finest_scale,
+            cfg.register_shift,
+            flow=flow,
+            patch_stride=cfg.dis_patch_stride,
+        )
+
+    def prepare(self, crop: np.ndarray, crop_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The signal crop (``size``² uint8, area-averaged) of an S×S face crop and the sample points of
+        its landmarks in signal pixels (P×2 float32, `sample_points`)."""
+        size = self.size
+        sig = crop if crop.shape[0] == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        return sig, self.sample_points(crop_landmarks, size / crop.shape[0])
 
     def sample_points(self, crop_landmarks: np.ndarray, scale: float) -> np.ndarray:
         """The sampled landmarks of one frame in signal pixels: P×2 float32."""
