@@ -217,9 +217,7 @@ class RegionBumpSpotter(RegionSpotterBase):
         speech = len(self._mouth_hits) >= self._speech_n // 2 and (
             sum(self._mouth_hits) / len(self._mouth_hits) >= cfg.speech_fraction
         )
-        thresholds = np.full(len(REGION_NAMES), cfg.bump_threshold_k, np.float32)
-        if speech:
-            thresholds[MOUTH_MASK] *= cfg.speech_gain
+        thresholds = self._thresholds(speech)
         self.region_scores, self.region_thresholds, self.scored_index = z, thresholds, step.obs.index
         self._history.append(_Scored(step.obs, b, z, step.blink, speech))
         warm = step.obs.t - (self._start_t or 0.0) >= cfg.warmup_s
@@ -241,6 +239,13 @@ class RegionBumpSpotter(RegionSpotterBase):
             return [cand] if cand is not None else []
         return []
 
+    def _thresholds(self, speech: bool) -> np.ndarray:
+        """The regions' thresholds (R,) float32 on a frame: the mouth's ``speech_gain`` higher in speech."""
+        thresholds = np.full(len(REGION_NAMES), self.cfg.bump_threshold_k, np.float32)
+        if speech:
+            thresholds[MOUTH_MASK] *= self.cfg.speech_gain
+        return thresholds
+
     def _judge(self) -> Candidate | None:
         """Delineate and judge the open interval; back to idle."""
         cfg = self.cfg
@@ -254,13 +259,7 @@ class RegionBumpSpotter(RegionSpotterBase):
             return None
         seg = hist[i0 : i1 + 1]
         z_all = np.stack([s.z for s in seg])  # (T, R)
-        thr = np.stack(
-            [
-                np.full(len(REGION_NAMES), cfg.bump_threshold_k, np.float32)
-                * np.where(MOUTH_MASK & s.speech, cfg.speech_gain, 1.0).astype(np.float32)
-                for s in seg
-            ]
-        )
+        thr = np.stack([self._thresholds(s.speech) for s in seg])
         ratio = with_pairs(z_all / thr, cfg.bump_pair_gain)  # (T, R): >= 1 fires
         # Frames within 2k of a blink (a bump spans the flows from k before to k after its frame, and a
         # blink lasts up to about k): a blink also moves the eye corners, which the head-motion fit

@@ -207,8 +207,7 @@ class SpotRun:
     def fps(self) -> float:
         """Frames per second of the spotting path (tracker + spotter, overlapped as in the engine),
         producing the frames excluded when they come from a list."""
-        total = self.wall_s if self.wall_s > 0 else self.face_s + self.spot_s
-        return self.frames / total if total > 0 else 0.0
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
 
 def run_spotting(
