@@ -32,7 +32,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS, RIGID_POINTS
+from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS, RIGID_POINTS, face_width
 from engine.types import Side, TimePoint
 
 # Amplitudes are given for a face this wide (pixels between the face-contour points 234 and 454).
@@ -49,9 +49,8 @@ BLINK_AU = 45
 _UPPER_TRAVEL = 0.75  # in a blink the upper lid covers 3/4 of the opening, the lower lid rises 1/4
 
 # The subject's lateral axis runs from the right eye's outer corner to the left eye's (image left
-# to image right on a non-mirrored frame); the face width from contour point 234 to 454.
+# to image right on a non-mirrored frame); the face width is `engine.face.regions.face_width`.
 _EYE_OUTER_R, _EYE_OUTER_L = 33, 263
-_CONTOUR_R, _CONTOUR_L = 234, 454
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +211,7 @@ def face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         raise ValueError("degenerate landmarks: the eye corners coincide")
     lateral /= norm
     up = np.array([lateral[1], -lateral[0]])
-    width = float(np.hypot(*(pts[_CONTOUR_L] - pts[_CONTOUR_R])))
-    return lateral, up, width
+    return lateral, up, face_width(pts)
 
 
 def _sides(side: Side) -> tuple[str, ...]:

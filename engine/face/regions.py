@@ -48,12 +48,21 @@ RIGID_POINTS: tuple[int, ...] = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 1
 # Eyelid apertures for blink detection: (upper, lower, outer corner, inner corner) per side.
 EYE_R = (159, 145, 33, 133)
 EYE_L = (386, 374, 263, 362)
+# Face-contour points on the subject's right and left cheek: the face width is measured between them.
+CONTOUR_R, CONTOUR_L = 234, 454
 
 
 def region_centres(landmarks: np.ndarray) -> dict[str, np.ndarray]:
     """Mean position (x, y) of each region's points; ``landmarks`` is 478×2 (or ×3)."""
     pts = np.asarray(landmarks, dtype=np.float32)[:, :2]
     return {name: pts[list(idx)].mean(axis=0) for name, idx in REGIONS.items()}
+
+
+def face_width(landmarks: np.ndarray) -> float:
+    """Distance between the contour points `CONTOUR_R` and `CONTOUR_L` of a 478×2 (or ×3) mesh, in
+    its pixels: the scale that injected amplitudes and landmark-reuse limits are given in."""
+    pts = np.asarray(landmarks, dtype=np.float64)
+    return float(np.hypot(*(pts[CONTOUR_L, :2] - pts[CONTOUR_R, :2])))
 
 
 def side_of(name: str) -> str:

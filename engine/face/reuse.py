@@ -36,12 +36,11 @@ import numpy as np
 
 from engine.face.align import align_face, fit_similarity, transform_points
 from engine.face.base import FaceTracker
-from engine.face.regions import RIGID_POINTS
+from engine.face.regions import RIGID_POINTS, face_width
 from engine.types import FaceObservation, Frame
 
 # Probe points that move with blinks: upper and lower lid of each eye.
 PROBE_POINTS: tuple[int, ...] = (159, 145, 386, 374)
-_CONTOUR_R, _CONTOUR_L = 234, 454  # the face width is measured between these contour points
 # Per eye: positions of its two corners in RIGID_POINTS and of its two lids in PROBE_POINTS.
 _EYES: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
     ((RIGID_POINTS.index(33), RIGID_POINTS.index(133)), (0, 1)),
@@ -106,7 +105,7 @@ class ReusingTracker:
         """Keep the key frame's face region (the points' box plus the largest allowed shift and the
         Lucas-Kanade reach): later frames are tracked in that region only (~2x cheaper than the frame)."""
         pts = key.landmarks[self._idx, :2]
-        width = float(np.hypot(*(key.landmarks[_CONTOUR_L, :2] - key.landmarks[_CONTOUR_R, :2])))
+        width = face_width(key.landmarks)
         reach = self.cfg.max_shift * width + self.cfg.lk_window * 2**self.cfg.lk_levels
         h, w = grey.shape
         x0, y0 = (max(0, int(v - reach)) for v in pts.min(axis=0))
