@@ -28,20 +28,27 @@ class SpottingConfig(BaseModel):
         0,
         ge=0,
         le=4,
-        description="finest DIS pyramid level (0 = full signal resolution, ~1 ms; 1 = half, ~0.4 ms, "
-        "too coarse for 1-px motion: injected-benchmark F1 0.17 instead of 0.25)",
+        description="finest DIS pyramid level (0 = full signal resolution, ~1.3 ms at 160 px; 1 = half, "
+        "~0.4 ms, too coarse for 1-px motion: injected-benchmark F1 0.17 instead of 0.25)",
     )
     dis_patch_stride: int = Field(
         5,
         ge=0,
         le=8,
         description="DIS patch stride in pixels (0 = the preset's, 4 for ultrafast): 5 costs ~0.95 ms "
-        "instead of ~1.45 ms on a 128 px signal at the same injected-benchmark F1",
+        "instead of ~1.45 ms on a 128 px signal (~1.3 ms at 160 px) at the same injected-benchmark F1",
     )
     register_shift: bool = Field(
         True, description="cancel the global shift between frames (phase correlation) before the flow"
     )
-    signal_size: int = Field(128, ge=32, le=512, description="crop side used for the spotting signal")
+    signal_size: int = Field(
+        160,
+        ge=32,
+        le=512,
+        description="crop side used for the spotting signal; 160 chosen on injected seeds 0-2 and 12-41 "
+        "among 120-200 (F1 0.39 at 128, 0.44 at 160 with bump_threshold_k 6; ~225 instead of ~265 frames/s "
+        "with landmark reuse)",
+    )
     window_s: float = Field(
         0.5, gt=0, description="feature-difference window: motion is measured against window_s/2 earlier"
     )
@@ -93,7 +100,10 @@ class SpottingConfig(BaseModel):
         0.12, gt=0, description="region-bump: frame t is compared with frames t - lag and t + lag (latency)"
     )
     bump_threshold_k: float = Field(
-        8.0, gt=0, description="region-bump: a region fires when its bump exceeds median + k * MAD"
+        6.0,
+        gt=0,
+        description="region-bump: a region fires when its bump exceeds median + k * MAD; 6 chosen on "
+        "injected seeds 0-2 and 12-41 among 5-9",
     )
     bump_pair_gain: float = Field(
         2.0,

@@ -23,10 +23,12 @@ def test_spotter_when_given_a_flow_backend_uses_it_and_still_finds_the_bump(astr
         calls.append(prev.shape)
         return backend.compute(prev, nxt)
 
-    sp = create_spotter(SpottingConfig(name=name), "test", 30.0, flow=counted)
+    cfg = SpottingConfig(name=name)
+    sp = create_spotter(cfg, "test", 30.0, flow=counted)
     ev = Bump(t0=2.0, landmarks=MOUTH_R, amp=2.0)
     cands = run(sp, stream(astronaut, 30.0, 3.0, [ev]))
-    assert calls and all(shape == (128, 128) for shape in calls)  # the signal crop went through it
+    side = cfg.signal_size
+    assert calls and all(shape == (side, side) for shape in calls)  # the signal crop went through it
     assert any(iou((c.onset.t, c.offset.t), (ev.t0, ev.t1)) > 0 for c in cands), cands
 
 
