@@ -46,8 +46,8 @@ class SpottingConfig(BaseModel):
         ge=32,
         le=512,
         description="crop side used for the spotting signal; 160 chosen on injected seeds 0-2 and 12-41 "
-        "among 120-200 (F1 0.39 at 128, 0.44 at 160 with bump_threshold_k 6; ~225 instead of ~265 frames/s "
-        "with landmark reuse)",
+        "among 120-200 (F1 0.39 at 128, 0.44 at 160 with bump_threshold_k 6; ~210-225 instead of ~265 "
+        "frames/s with landmark reuse)",
     )
     window_s: float = Field(
         0.5, gt=0, description="feature-difference window: motion is measured against window_s/2 earlier"

@@ -3,9 +3,9 @@
 The face stage and the spotter used to run one after the other on the video thread. MediaPipe's
 landmarker waits on its own thread and OpenCV's calls (Lucas-Kanade, the crop warp, DIS) release
 the GIL, so on a 2-core CPU the face of frame t+1 can be found while the spotter works on frame t:
-the spotting path on WolfgangLanger_Pexels.mp4 (640x360, landmarks reused) went from ~195 to
-~255-265 frames/s in one side-by-side run on this CPU. Frames come out in their order, each with
-its face and the time tracking it took.
+the spotting path on WolfgangLanger_Pexels.mp4 (640x360, landmarks reused, 128 px signal) went
+from ~195 to ~255-265 frames/s in one side-by-side run on this CPU (the 160 px signal now:
+~210-225). Frames come out in their order, each with its face and the time tracking it took.
 
 >>> faces = track_ahead(iter([]), lambda frame: None)
 >>> list(faces)
