@@ -120,6 +120,19 @@ class SpottingConfig(BaseModel):
         description="region-bump: onset/offset where the bump falls under this share of its peak "
         "(then widened by the raised-cosine share under it); chosen on injected seeds 0-2 among 0.15-0.4",
     )
+    bump_extend_onset: float = Field(
+        0.33,
+        ge=0,
+        description="region-bump: the onset moves this many lags earlier (the bump kernel cuts the rise: "
+        "frames t +- lag inside the movement hide its edges); 0.33 and 0.67 tied on injected seeds 12-41 "
+        "(0 and 1 worse), the smaller one does not overshoot rises shorter than the lag",
+    )
+    bump_extend_offset: float = Field(
+        1.0,
+        ge=0,
+        description="region-bump: the offset moves this many lags later (falls are longer than rises, so "
+        "the kernel cuts more of them); chosen on injected seeds 12-41 among 0.33-1.33",
+    )
     speech_window_s: float = Field(
         1.0, gt=0, description="mouth activity is measured over this window (talking is sustained)"
     )

@@ -515,3 +515,26 @@ def test_region_bump_when_strongest_peak_too_short_then_the_next_movement_is_jud
     c = found[2]
     assert c is not None and c.regions[0] == "brow_inner_L", c
     assert iou((c.onset.frame, c.offset.frame), (24, 33)) >= 0.5, (c.onset.frame, c.offset.frame)
+
+
+@pytest.mark.parametrize("fps", [30.0, 200.0])
+def test_region_bump_when_movement_falls_slowly_then_the_widened_extent_covers_it(
+    astronaut: Face, fps: float
+) -> None:
+    """The bump compares a frame with the frames one lag before and after it, so near a movement's
+    edges those frames lie inside the movement and the bump falls early, most on the slower fall:
+    the reported extent is widened by ``bump_extend_onset`` / ``bump_extend_offset`` lags, which
+    brings both ends closer to the truth at 30 and at 200 fps alike."""
+    ev = Bump(t0=2.0, landmarks=MOUTH_R, amp=1.5, rise=0.1, decay=0.25)
+    spans = {}
+    for widen in (False, True):
+        cfg = SpottingConfig() if widen else SpottingConfig(bump_extend_onset=0, bump_extend_offset=0)
+        cands = run(create_spotter(cfg, "test", fps), stream(astronaut, fps, 3.5, [ev]))
+        assert len(cands) == 1, [(c.onset.t, c.offset.t, c.regions) for c in cands]
+        spans[widen] = (cands[0].onset.t, cands[0].offset.t)
+    cut, widened = spans[False], spans[True]
+    assert widened[0] < cut[0] and widened[1] > cut[1], spans
+    assert abs(widened[0] - ev.t0) <= abs(cut[0] - ev.t0) + 1e-6, spans
+    assert abs(widened[1] - ev.t1) < abs(cut[1] - ev.t1), spans
+    truth = (ev.t0, ev.t1)
+    assert iou(widened, truth) > iou(cut, truth) and iou(widened, truth) >= 0.6, spans
