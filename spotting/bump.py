@@ -29,10 +29,11 @@ falls of 0.5-3 lags; falls are the longer side in the annotation sheets). On the
 seeds 12-41 the onsets came a median 1 frame late and the offsets 2 early, and 61 of 420 events had
 a detection with IoU < 0.5. The shortest-duration rule still judges the span the bump delineates;
 the reported onset then moves ``bump_extend_onset`` lags earlier and the offset
-``bump_extend_offset`` lags later (F1 0.440 -> 0.485 on seeds 12-41, 0.396 -> 0.467 held out, the
-same detections). Measuring the extent on the displacement itself instead, by chaining the flows
-``t - k -> t`` or by flowing from a frame before the onset to each frame, was worse (0.40 and
-0.38): the chain adds up flow noise and the long flows pick up the face's own drift.
+``bump_extend_offset`` lags later (F1 0.440 -> 0.485 on seeds 12-41; held out in bench/spotting.py
+0.396 -> 0.458, the same detections). Measuring the extent on the displacement itself instead,
+by chaining the flows ``t - k -> t`` or by flowing from a frame before the onset to each frame,
+was worse (0.40 and 0.38): the chain adds up flow noise and the long flows pick up the face's own
+drift.
 
 Blinks: an eye aperture below ``blink_ratio`` of its rolling median (or MediaPipe's eyeBlink
 rising) removes, in the frames within ``2k`` of it, the eyelid regions and every other region under

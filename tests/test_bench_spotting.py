@@ -169,3 +169,18 @@ def test_reusing_tracker_when_eyes_blink_then_fresh_landmarks_close_the_eyes(fac
     for b in src.blinks:
         closing = min(aperture[i] for i in range(b.onset, b.offset + 1) if i in aperture)
         assert closing < 0.7 * open_eyes, (b, closing, open_eyes)
+
+
+def test_set_aside_own_when_detection_overlaps_the_untouched_videos_own_then_dropped_unless_it_hits() -> None:
+    """The breakdown line of the bench: a detection that overlaps one of the untouched video (its own
+    movement) is set aside, unless it matches an injected event (IoU >= 0.5); others stay."""
+    from bench.spotting import set_aside_own
+
+    truth = [(100, 110, "micro")]
+    own = [(102, 108, "micro"), (200, 215, "macro")]
+    detections = [(101, 111, "micro"), (205, 212, "micro"), (300, 309, "micro"), (99, 104, "micro")]
+    kept = set_aside_own(detections, truth, own)
+    # (101, 111) hits the truth although it overlaps an own detection; (205, 212) is the video's own;
+    # (300, 309) overlaps nothing and stays a false positive; (99, 104): IoU 5/12 with the truth, own.
+    assert kept == [(101, 111, "micro"), (300, 309, "micro")]
+    assert set_aside_own(detections, truth, []) == detections
