@@ -309,8 +309,10 @@ class RegionBumpSpotter(RegionSpotterBase):
                 # The shortest-duration rule judges the span the bump itself delineates (glitches are
                 # short there); the extent reported is then widened by what the kernel cut off.
                 if hist[off_i].obs.t - hist[on_i].obs.t >= cfg.min_duration_s:
-                    # The frames after the last scored one are known too (their bump is not yet).
-                    frames = [s.obs for s in hist] + [s.obs for s in list(self._steps)[1:]]
+                    # The frames after the last scored one are known too (their bump is not yet); the
+                    # steps hold the scored frame itself only while it is being scored (not at flush).
+                    last = hist[-1].obs.index
+                    frames = [s.obs for s in hist] + [s.obs for s in self._steps if s.obs.index > last]
                     on_i = max(0, on_i - self._extend_on)
                     off_i = min(len(frames) - 1, off_i + self._extend_off)
                     o, ap, e = frames[on_i], frames[apex_i], frames[off_i]

@@ -538,3 +538,39 @@ def test_region_bump_when_movement_falls_slowly_then_the_widened_extent_covers_i
     assert abs(widened[1] - ev.t1) < abs(cut[1] - ev.t1), spans
     truth = (ev.t0, ev.t1)
     assert iou(widened, truth) > iou(cut, truth) and iou(widened, truth) >= 0.6, spans
+
+
+def test_region_bump_when_widened_offset_passes_the_last_scored_frame_then_it_is_the_next_frames() -> None:
+    """The widened offset may reach past the last scored frame into frames observed but not yet
+    scored; at the stream's end (flush) as inside an update they are taken in order, with no frame
+    skipped: the offset lands ``bump_extend_offset`` lags after the delineated one."""
+    from spotting.bump import _Scored, _Step
+
+    fps, n = 30.0, 36
+    move = REGION_NAMES.index("brow_inner_L")
+    lm = np.zeros((478, 2), np.float32)
+
+    def obs(i: int) -> FaceObservation:
+        return FaceObservation(i, i / fps, lm, np.zeros((8, 8), np.uint8), np.eye(2, 3, dtype=np.float32), lm)
+
+    hist = []
+    for i in range(n):
+        z = np.zeros(len(REGION_NAMES), np.float32)
+        b = np.zeros((len(REGION_NAMES), 2), np.float32)
+        if 24 <= i <= 33:
+            w = 0.5 - 0.5 * math.cos(2 * math.pi * (i - 23) / 11)
+            z[move], b[move] = 16.0 * w, (0.0, -0.6 * w)
+        hist.append(_Scored(obs(i), b, z, False, False))
+    offsets = {}
+    for extend in (0.0, 1.0):
+        sp = create_spotter(SpottingConfig(bump_extend_onset=0, bump_extend_offset=extend), "test", fps)
+        sp._history.extend(hist)
+        # Between updates the steps hold the frames after the last scored one (36.. here).
+        still = np.zeros((len(REGION_NAMES), 2), np.float32)
+        sp._steps.extend(_Step(obs(i), still, False) for i in range(n, n + sp.k))
+        sp._open_at, sp._below = 22, 0
+        (c,) = sp.flush()
+        offsets[extend] = c.offset.frame
+    k = create_spotter(SpottingConfig(), "test", fps).k
+    assert offsets[0.0] + k > n - 1, offsets  # the widening reaches past the scored frames
+    assert offsets[1.0] == offsets[0.0] + k, offsets
