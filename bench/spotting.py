@@ -238,12 +238,12 @@ def set_aside_own(detections: list[Span], truth: list[Span], own: list[Span]) ->
     >>> set_aside_own([(10, 20, "micro"), (50, 60, "micro")], [(11, 21, "micro")], own)
     [(10, 20, 'micro')]
     """
-    from spotting.evaluate import iou
+    from spotting.evaluate import IOU_THRESHOLD, iou
 
     def keep(d: Span) -> bool:
-        if any(iou((d[0], d[1]), (g[0], g[1])) >= 0.5 for g in truth):
+        if any(iou((d[0], d[1]), (g[0], g[1])) >= IOU_THRESHOLD for g in truth):
             return True
-        return not any(min(d[1], o[1]) >= max(d[0], o[0]) for o in own)
+        return not any(iou((d[0], d[1]), (o[0], o[1])) > 0 for o in own)
 
     return [d for d in detections if keep(d)]
 
@@ -313,6 +313,7 @@ def bench_video(
         natural_high = np.nanpercentile(bumps, 95, axis=0)
     plain = spot(frames, fps, face_cfg, spot_cfg, reuse_every, keep_scores=plot_dir is not None)
     res.false_alarms = len(plain.candidates)
+    own = candidate_spans(plain.candidates)  # the untouched video's own movements
     res.path_fps.append(plain.fps)
     if plot_dir is not None:
         from spotting.plot import plot_run
@@ -336,7 +337,6 @@ def bench_video(
         gt: list[Span] = [(t.onset.frame, t.offset.frame, t.kind) for t in truth]
         detections = candidate_spans(run.candidates)
         res.score.add_video(f"{path.name}#{seed}", detections, gt)
-        own = candidate_spans(plain.candidates)
         res.score_own_aside.add_video(f"{path.name}#{seed}", set_aside_own(detections, gt, own), gt)
         if natural_high is not None:
             found = {g for _, g in match_intervals(detections, gt)}
