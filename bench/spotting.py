@@ -2,7 +2,7 @@
 """Spotting benchmark: injected micro-expressions in real face videos, scored by the MEGC protocol.
 
     python bench/spotting.py [--videos DIR] [--annotations DIR] [--seeds 3] [--reuse-every K]
-                             [--plot-dir DIR] [--truth-dir DIR] [--json FILE]
+                             [--sweep FIELD=V1,V2,...] [--plot-dir DIR] [--truth-dir DIR] [--json FILE]
 
 For every face video of ``--videos`` (default ``../shared/data/videos``):
 
@@ -37,6 +37,12 @@ injected event: the video's own movements (WolfgangLanger_Pexels.mp4 cries with 
 face, opens her eyes, smiles), which the false alarms per minute already count. It splits the
 precision lost to the video's own expressions from that lost to spurious motion; it is not the
 benchmark's F1.
+
+``--sweep FIELD=V1,V2,...`` (a `spotting.config.SpottingConfig` field, e.g.
+``bump_threshold_k=6,8,10,14,20``) runs the spotter again at each value on the same tracked
+observations (no second landmarker pass) and prints a curve: TP, detections, precision, recall, F1
+and false alarms per minute per value, the way detectors are compared at matched false-alarm
+rates. At the configured value it reproduces the main table.
 """
 
 from __future__ import annotations
@@ -54,8 +60,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# First, even when ROOT is on the path already (PYTHONPATH, editable install): the script's own folder
+# comes before it and would make ``spotting`` this file instead of the package.
+sys.path.insert(0, str(ROOT))
 
 
 from engine.face.config import FaceConfig  # noqa: E402
@@ -82,6 +89,53 @@ VISIBILITY_EDGES = (0.5, 1.0, 2.0)
 
 
 @dataclass(slots=True)
+class SweepPoint:
+    """The figures of one ``--sweep`` value: the field, its value and config, the injected videos'
+    score and the untouched videos' detections."""
+
+    field_name: str
+    value: object
+    cfg: SpottingConfig
+    score: MegcScore = field(default_factory=MegcScore)
+    false_alarms: int = 0
+
+
+def parse_sweep(text: str, base: SpottingConfig) -> list[SweepPoint]:
+    """``FIELD=V1,V2,...`` → one `SweepPoint` per value (``base`` with ``FIELD`` set, validated).
+
+    Raises ``ValueError`` with a one-line reason for an unknown field or a value the config rejects."""
+    from pydantic import ValidationError
+
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not values.strip():
+        raise ValueError(f"--sweep expects FIELD=V1,V2,... (e.g. bump_threshold_k=6,8,10), got {text!r}")
+    if name not in SpottingConfig.model_fields:
+        raise ValueError(f"--sweep: {name!r} is not a spotting config field; see spotting/config.py")
+    points = []
+    for v in values.split(","):
+        try:
+            cfg = SpottingConfig.model_validate({**base.model_dump(), name: v.strip()})
+        except ValidationError as e:
+            why = e.errors()[0]["msg"] if e.errors() else str(e)
+            raise ValueError(f"--sweep: {name}={v.strip()!r} rejected: {why}") from None
+        points.append(SweepPoint(name, getattr(cfg, name), cfg))
+    return points
+
+
+def respot(observations: list[FaceObservation | None], fps: float, cfg: SpottingConfig) -> list[Span]:
+    """The spans a spotter with ``cfg`` detects on already tracked ``observations`` (None = no face)."""
+    from spotting import create_spotter
+
+    run = run_spotting(
+        range(len(observations)),
+        observations.__getitem__,
+        create_spotter(cfg, "bench", fps),  # type: ignore[attr-defined]
+    )
+    return candidate_spans(run.candidates)
+
+
+@dataclass(slots=True)
 class VideoResult:
     """One video's figures: untouched detections, per-seed injected scores, speeds."""
 
@@ -95,6 +149,7 @@ class VideoResult:
     score_own_aside: MegcScore = field(default_factory=MegcScore)  # own movements set aside
     path_fps: list[float] = field(default_factory=list)
     visibility: list[tuple[float, bool]] = field(default_factory=list)  # (visibility, found) per event
+    sweep: list[SweepPoint] = field(default_factory=list)  # one per --sweep value, in order
 
 
 def decode(path: Path) -> tuple[list[Frame], float]:
@@ -129,15 +184,26 @@ def spot(
     spot_cfg: SpottingConfig,
     reuse_every: int = 1,
     keep_scores: bool = False,
+    keep_observations: list[FaceObservation | None] | None = None,
 ) -> SpotRun:
-    """One pass of the spotting path over ``frames`` with a fresh tracker and spotter."""
+    """One pass of the spotting path over ``frames`` with a fresh tracker and spotter; the tracker's
+    observations are appended to ``keep_observations`` when given (to spot them again)."""
     from spotting import create_spotter
 
     tracker = make_tracker(face_cfg, reuse_every)
+    track: Callable[[Frame], FaceObservation | None] = tracker.process  # type: ignore[attr-defined]
+    if keep_observations is not None:
+        kept, process = keep_observations, track
+
+        def track(frame: Frame) -> FaceObservation | None:
+            obs = process(frame)
+            kept.append(obs)
+            return obs
+
     try:
         return run_spotting(
             iter(frames),
-            tracker.process,
+            track,
             create_spotter(spot_cfg, "bench", fps),  # type: ignore[attr-defined]
             keep_scores,
         )
@@ -294,9 +360,11 @@ def bench_video(
     say: Callable[[str], None] = print,
     first_seed: int = 0,
     visibility: bool = False,
+    sweep: list[SweepPoint] | None = None,
 ) -> VideoResult | None:
     """The benchmark of one video (seeds ``first_seed`` .. ``first_seed + seeds - 1``); None when it
-    holds no face. Keep the seeds a spotter was tuned on apart from those it is reported on."""
+    holds no face. Keep the seeds a spotter was tuned on apart from those it is reported on.
+    ``sweep`` points (`parse_sweep`) are scored on the same observations into ``res.sweep``."""
     from spotting.inject import TruthEvent, write_truth_csv
 
     frames, fps = decode(path)
@@ -311,7 +379,11 @@ def bench_video(
     if visibility:
         bumps = natural_bumps(observations, spot_cfg, fps)
         natural_high = np.nanpercentile(bumps, 95, axis=0)
-    plain = spot(frames, fps, face_cfg, spot_cfg, reuse_every, keep_scores=plot_dir is not None)
+    res.sweep = [SweepPoint(p.field_name, p.value, p.cfg) for p in sweep or []]
+    kept: list[FaceObservation | None] | None = [] if res.sweep else None
+    plain = spot(frames, fps, face_cfg, spot_cfg, reuse_every, plot_dir is not None, kept)
+    for point in res.sweep:
+        point.false_alarms = len(respot(kept or [], fps, point.cfg))
     res.false_alarms = len(plain.candidates)
     own = candidate_spans(plain.candidates)  # the untouched video's own movements
     res.path_fps.append(plain.fps)
@@ -325,19 +397,23 @@ def bench_video(
         if not events:
             continue
         truth = [TruthEvent.from_event(ev, fps, spot_cfg.micro_max_s) for ev in events]
+        kept = [] if res.sweep else None
         run = spot(
             list(injected(frames, landmarks, events)),  # rendered first: the path's fps excludes it
             fps,
             face_cfg,
             spot_cfg,
             reuse_every,
-            keep_scores=plot_dir is not None,
+            plot_dir is not None,
+            kept,
         )
         res.path_fps.append(run.fps)
         gt: list[Span] = [(t.onset.frame, t.offset.frame, t.kind) for t in truth]
         detections = candidate_spans(run.candidates)
         res.score.add_video(f"{path.name}#{seed}", detections, gt)
         res.score_own_aside.add_video(f"{path.name}#{seed}", set_aside_own(detections, gt, own), gt)
+        for point in res.sweep:
+            point.score.add_video(f"{path.name}#{seed}", respot(kept or [], fps, point.cfg), gt)
         if natural_high is not None:
             found = {g for _, g in match_intervals(detections, gt)}
             for i, ev in enumerate(events):
@@ -404,6 +480,7 @@ def summarise(results: list[VideoResult], label: str) -> dict[str, object]:
             label = f"{lo:g}-{hi:g}" if hi != float("inf") else f">= {lo:g}"
             by_class[label] = [len(sel), sum(sel)]
             print(f"  {label:>8}: {len(sel):3d} events, {sum(sel):3d} found")
+    curve = sweep_curve(results, minutes)
     return {
         "label": label,
         "f1": total.overall.f1,
@@ -420,7 +497,44 @@ def summarise(results: list[VideoResult], label: str) -> dict[str, object]:
         "false_alarms_per_min": fa / max(minutes, 1e-9),
         "path_fps": {r.name: float(np.median(r.path_fps)) for r in results},
         "visibility": by_class,
+        "sweep": curve,
     }
+
+
+def sweep_curve(results: list[VideoResult], minutes: float) -> list[dict[str, object]]:
+    """Print and return the ``--sweep`` curve summed over ``results`` (empty without a sweep)."""
+    if not results or not results[0].sweep:
+        return []
+    print(f"sweep of {results[0].sweep[0].field_name} (every other setting as configured), all videos:")
+    print(
+        f"  {'value':>10} {'TP':>4} {'det':>4} {'precision':>9} {'recall':>6} {'F1':>6} {'FA':>3} "
+        f"{'FA/min':>7}"
+    )
+    curve: list[dict[str, object]] = []
+    for i, point in enumerate(results[0].sweep):
+        total, fa = MegcScore(), 0
+        for r in results:
+            total.overall.add(r.sweep[i].score.overall)
+            fa += r.sweep[i].false_alarms
+        c = total.overall
+        per_min = fa / max(minutes, 1e-9)
+        print(
+            f"  {point.value!s:>10} {c.tp:4d} {c.n_det:4d} {c.precision:9.4f} {c.recall:6.4f} {c.f1:6.4f} "
+            f"{fa:3d} {per_min:7.2f}"
+        )
+        curve.append(
+            {
+                "value": point.value,
+                "tp": c.tp,
+                "detections": c.n_det,
+                "precision": c.precision,
+                "recall": c.recall,
+                "f1": c.f1,
+                "false_alarms": fa,
+                "false_alarms_per_min": per_min,
+            }
+        )
+    return curve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -448,6 +562,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also rate each event's visibility against the face's own motion and count the found ones",
     )
+    ap.add_argument(
+        "--sweep",
+        metavar="FIELD=V1,V2,...",
+        help="also score the spotter at each value of one spotting config field on the same observations "
+        "(e.g. bump_threshold_k=6,8,10,14,20): an operating curve of F1 against false alarms",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from spotting.annotations import SheetEvents
@@ -460,6 +580,13 @@ def main(argv: list[str] | None = None) -> int:
     face_cfg, spot_cfg = _configs(args.config)
     if args.spotter:
         spot_cfg = spot_cfg.model_copy(update={"name": args.spotter})  # type: ignore[attr-defined]
+    sweep: list[SweepPoint] | None = None
+    if args.sweep:
+        try:
+            sweep = parse_sweep(args.sweep, spot_cfg)  # type: ignore[arg-type]
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     sampler = SheetEvents.from_sheets(args.annotations, sorted(AU_MOVES))
     videos = sorted(p for p in args.videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if args.only:
@@ -483,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.plot_dir,
                 first_seed=args.first_seed,
                 visibility=args.visibility,
+                sweep=sweep,
             )
             if r is not None:
                 results.append(r)

@@ -184,3 +184,67 @@ def test_set_aside_own_when_detection_overlaps_the_untouched_videos_own_then_dro
     # (300, 309) overlaps nothing and stays a false positive; (99, 104): IoU 5/12 with the truth, own.
     assert kept == [(101, 111, "micro"), (300, 309, "micro")]
     assert set_aside_own(detections, truth, []) == detections
+
+
+def test_parse_sweep_when_field_and_values_valid_then_one_validated_config_per_value() -> None:
+    from bench.spotting import parse_sweep
+
+    base = SpottingConfig(bump_frac=0.25)
+    points = parse_sweep("bump_threshold_k=6, 8,14", base)
+    assert [p.value for p in points] == [6.0, 8.0, 14.0]
+    assert all(p.field_name == "bump_threshold_k" for p in points)
+    assert [p.cfg.bump_threshold_k for p in points] == [6.0, 8.0, 14.0]
+    assert all(p.cfg.bump_frac == 0.25 for p in points)  # every other setting as configured
+    assert parse_sweep("name=region-bump,region-motion", base)[1].cfg.name == "region-motion"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("threshold=6", "not a spotting config field"),
+        ("bump_threshold_k=6,-1", "greater than 0"),
+        ("bump_threshold_k=six", "bump_threshold_k='six' rejected"),
+        ("bump_threshold_k", "expects FIELD=V1,V2"),
+        ("bump_threshold_k=", "expects FIELD=V1,V2"),
+    ],
+)
+def test_parse_sweep_when_field_or_value_wrong_then_one_line_reason(text: str, says: str) -> None:
+    from bench.spotting import parse_sweep
+
+    with pytest.raises(ValueError, match=says) as err:
+        parse_sweep(text, SpottingConfig())
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_bench_video_when_sweep_then_configured_value_reproduces_the_table_and_a_high_threshold_silences(
+    face_model: Path,
+) -> None:
+    """The sweep spots the kept observations again: at the configured value it must find exactly what
+    the normal path found (same detections, same untouched false alarms); far above, nothing."""
+    from bench.spotting import bench_video, parse_sweep
+    from spotting.annotations import SheetEvents
+    from spotting.inject import AU_MOVES
+
+    sampler = SheetEvents.from_sheets(shared_path("annotations"), sorted(AU_MOVES))
+    cfg = SpottingConfig(bump_threshold_k=4.0)  # low, so the still face gives detections to reproduce
+    res = bench_video(
+        _video(),
+        sampler,
+        2,
+        FaceConfig(),
+        cfg,
+        say=lambda s: None,
+        sweep=parse_sweep("bump_threshold_k=4,1e6", cfg),
+    )
+    assert res is not None and [p.value for p in res.sweep] == [4.0, 1e6]
+    same, silent = res.sweep
+    assert res.score.overall.n_det > 0
+    assert (same.score.overall.tp, same.score.overall.n_det) == (
+        res.score.overall.tp,
+        res.score.overall.n_det,
+    )
+    assert same.score.per_video == res.score.per_video and same.false_alarms == res.false_alarms
+    assert silent.score.overall.n_det == 0 and silent.false_alarms == 0
+    assert silent.score.overall.n_gt == res.score.overall.n_gt == res.events

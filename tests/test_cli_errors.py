@@ -300,6 +300,20 @@ CASES: dict[str, Case] = {
     ],
     "training.evaluate dataset line not JSON": lambda f: [*M, "training.evaluate", "--data", str(f["badds"])],
     "bench/throughput --demo-seconds nan": lambda f: ["bench/throughput.py", "--demo-seconds", "nan"],
+    "bench/spotting --sweep unknown field": lambda f: [
+        "bench/spotting.py",
+        "--videos",
+        str(f["folder"]),
+        "--sweep",
+        "threshold=6,8",
+    ],
+    "bench/spotting --sweep value out of range": lambda f: [
+        "bench/spotting.py",
+        "--videos",
+        str(f["folder"]),
+        "--sweep",
+        "bump_threshold_k=6,-1",
+    ],
 }
 
 
