@@ -13,7 +13,9 @@ class SpottingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(
-        "region-bump", description="spotter implementation: region-bump (default) or region-motion"
+        "region-bump",
+        description="spotter implementation: region-bump (default; micro-expressions) or region-motion "
+        "(finds few injected micro-expressions: see spotting/region_motion.py)",
     )
     flow: str = Field(
         "",
