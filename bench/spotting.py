@@ -506,8 +506,9 @@ def sweep_curve(results: list[VideoResult], minutes: float) -> list[dict[str, ob
     if not results or not results[0].sweep:
         return []
     print(f"sweep of {results[0].sweep[0].field_name} (every other setting as configured), all videos:")
+    w = max(10, *(len(str(p.value)) for p in results[0].sweep))
     print(
-        f"  {'value':>10} {'TP':>4} {'det':>4} {'precision':>9} {'recall':>6} {'F1':>6} {'FA':>3} "
+        f"  {'value':>{w}} {'TP':>4} {'det':>4} {'precision':>9} {'recall':>6} {'F1':>6} {'FA':>3} "
         f"{'FA/min':>7}"
     )
     curve: list[dict[str, object]] = []
@@ -519,7 +520,7 @@ def sweep_curve(results: list[VideoResult], minutes: float) -> list[dict[str, ob
         c = total.overall
         per_min = fa / max(minutes, 1e-9)
         print(
-            f"  {point.value!s:>10} {c.tp:4d} {c.n_det:4d} {c.precision:9.4f} {c.recall:6.4f} {c.f1:6.4f} "
+            f"  {point.value!s:>{w}} {c.tp:4d} {c.n_det:4d} {c.precision:9.4f} {c.recall:6.4f} {c.f1:6.4f} "
             f"{fa:3d} {per_min:7.2f}"
         )
         curve.append(
