@@ -73,8 +73,9 @@ class SpottingConfig(BaseModel):
     min_duration_s: float = Field(
         0.15,
         ge=0,
-        description="shortest interval reported (annotated micro-expressions last >= 0.1 s; shorter "
-        "detections were flow glitches of a frame or two)",
+        description="shortest interval reported; region-bump judges the span its bump delineates, which "
+        "is shorter than the movement, so movements under ~0.2 s rarely pass (lower it to find them, at "
+        "the cost of more of the face's own short movements: spotting/bump.py)",
     )
     micro_max_s: float = Field(0.5, gt=0, description="onset-to-offset at most this is micro, else macro")
     max_duration_s: float = Field(4.0, gt=0, description="longer intervals are cut")
