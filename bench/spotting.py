@@ -65,6 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+from engine.errors import UserError  # noqa: E402
 from engine.face.config import FaceConfig  # noqa: E402
 from engine.types import FaceObservation, Frame  # noqa: E402
 from spotting.config import SpottingConfig  # noqa: E402
@@ -100,6 +101,25 @@ class SweepPoint:
     false_alarms: int = 0
 
 
+def check_names(cfg: SpottingConfig) -> None:
+    """Raise `engine.errors.UnknownNameError` (one line, the valid names) for an unknown spotter or
+    spotting flow backend in ``cfg``: before minutes of tracking, not after."""
+    from engine.flow import FLOW_BACKENDS
+    from spotting import SPOTTERS
+
+    SPOTTERS.resolve_name(cfg.name)
+    if cfg.flow:
+        FLOW_BACKENDS.resolve_name(cfg.flow)
+
+
+def make_spotter(cfg: SpottingConfig, fps: float) -> object:
+    """The spotter of ``cfg`` as the pipeline makes it, with the flow backend ``cfg.flow`` names."""
+    from engine.flow import for_spotting
+    from spotting import create_spotter
+
+    return create_spotter(cfg, "bench", fps, flow=for_spotting(cfg.flow, cfg.flow_params))
+
+
 def parse_sweep(text: str, base: SpottingConfig) -> list[SweepPoint]:
     """``FIELD=V1,V2,...`` → one `SweepPoint` per value (``base`` with ``FIELD`` set, validated).
 
@@ -119,19 +139,17 @@ def parse_sweep(text: str, base: SpottingConfig) -> list[SweepPoint]:
         except ValidationError as e:
             why = e.errors()[0]["msg"] if e.errors() else str(e)
             raise ValueError(f"--sweep: {name}={v.strip()!r} rejected: {why}") from None
+        try:
+            check_names(cfg)
+        except UserError as e:
+            raise ValueError(f"--sweep: {name}={v.strip()!r} rejected: {e}") from None
         points.append(SweepPoint(name, getattr(cfg, name), cfg))
     return points
 
 
 def respot(observations: list[FaceObservation | None], fps: float, cfg: SpottingConfig) -> list[Span]:
     """The spans a spotter with ``cfg`` detects on already tracked ``observations`` (None = no face)."""
-    from spotting import create_spotter
-
-    run = run_spotting(
-        range(len(observations)),
-        observations.__getitem__,
-        create_spotter(cfg, "bench", fps),  # type: ignore[attr-defined]
-    )
+    run = run_spotting(range(len(observations)), observations.__getitem__, make_spotter(cfg, fps))
     return candidate_spans(run.candidates)
 
 
@@ -188,8 +206,6 @@ def spot(
 ) -> SpotRun:
     """One pass of the spotting path over ``frames`` with a fresh tracker and spotter; the tracker's
     observations are appended to ``keep_observations`` when given (to spot them again)."""
-    from spotting import create_spotter
-
     tracker = make_tracker(face_cfg, reuse_every)
     track: Callable[[Frame], FaceObservation | None] = tracker.process  # type: ignore[attr-defined]
     if keep_observations is not None:
@@ -204,7 +220,7 @@ def spot(
         return run_spotting(
             iter(frames),
             track,
-            create_spotter(spot_cfg, "bench", fps),  # type: ignore[attr-defined]
+            make_spotter(spot_cfg, fps),
             keep_scores,
         )
     finally:
@@ -230,9 +246,10 @@ def natural_bumps(
     and region (lag ``bump_lag_s``, head motion removed as the spotter does); NaN where a frame
     ``lag`` before or after has no face."""
     from engine.face.regions import REGION_NAMES
+    from engine.flow import for_spotting
     from spotting.signals import RegionMotion, frames_for
 
-    motion = RegionMotion.from_config(spot_cfg)
+    motion = RegionMotion.from_config(spot_cfg, for_spotting(spot_cfg.flow, spot_cfg.flow_params))
     k = frames_for(spot_cfg.bump_lag_s, fps)
     n = len(observations)
     prepared = [None if o is None else motion.prepare(o.crop, o.crop_landmarks) for o in observations]
@@ -581,6 +598,11 @@ def main(argv: list[str] | None = None) -> int:
     face_cfg, spot_cfg = _configs(args.config)
     if args.spotter:
         spot_cfg = spot_cfg.model_copy(update={"name": args.spotter})  # type: ignore[attr-defined]
+    try:
+        check_names(spot_cfg)  # type: ignore[arg-type]
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     sweep: list[SweepPoint] | None = None
     if args.sweep:
         try:

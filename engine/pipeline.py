@@ -278,9 +278,7 @@ def _build(
 
     worker = ExplainWorker(explainer, prepare, sink, cfg.explain, stream=stream).start()
     closers.append(worker.stop)  # no-op after the pipeline's own drain; closes the explainer
-    spot_flow = None
-    if cfg.spotting.flow:  # a named backend for the spotting signal, made here: spotting stays upstream
-        spot_flow = flow.create(cfg.spotting.flow, **cfg.spotting.flow_params).compute
+    spot_flow = flow.for_spotting(cfg.spotting.flow, cfg.spotting.flow_params)
     spotter = create_spotter(cfg.spotting, stream, fps, flow=spot_flow)
     reader = FrameReader(
         source,

@@ -48,11 +48,14 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.cli import cli_main
 from engine.errors import UserError
 from engine.types import Candidate, FaceObservation, Frame
+
+if TYPE_CHECKING:
+    from spotting.common import FlowFn
 
 log = logging.getLogger(__name__)
 
@@ -342,8 +345,10 @@ def spot_item(
     spot_cfg: object,
     keep_scores: bool = False,
     tracker_factory: Callable[[], object] | None = None,
+    flow: FlowFn | None = None,
 ) -> tuple[list[Span], SpotRun]:
-    """Run the spotting path over one dataset video; spans in the sheet's frame numbering."""
+    """Run the spotting path over one dataset video; spans in the sheet's frame numbering. ``flow``:
+    the spotting signal's flow function (`engine.flow.for_spotting`), None = built-in DIS."""
     from engine.face import create_tracker
     from engine.sources import open_source
     from engine.sources.config import SourceConfig
@@ -353,7 +358,7 @@ def spot_item(
     tracker = tracker_factory() if tracker_factory else create_tracker(face_cfg)  # type: ignore[arg-type]
     try:
         fps = float(getattr(src, "fps", 0.0) or item.fps)
-        spotter = create_spotter(spot_cfg, stream=item.name, fps=fps)  # type: ignore[arg-type]
+        spotter = create_spotter(spot_cfg, stream=item.name, fps=fps, flow=flow)  # type: ignore[arg-type]
         run = run_spotting(src.frames(), tracker.process, spotter, keep_scores)  # type: ignore[attr-defined]
         mapper = _frame_mapper(item.path, src, item.first_frame)
     finally:
@@ -412,14 +417,16 @@ def evaluate_dataset(
     spot_cfg: object,
     plot_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    flow: FlowFn | None = None,
 ) -> tuple[MegcScore, dict[str, list[Span]], float]:
-    """Spot every item, score by MEGC; returns (score, detections per video, spotting-path fps)."""
+    """Spot every item, score by MEGC; returns (score, detections per video, spotting-path fps).
+    ``flow`` as in `spot_item`."""
     score = MegcScore()
     dets: dict[str, list[Span]] = {}
     frames = 0
     secs = 0.0
     for item in items:
-        spans, run = spot_item(item, face_cfg, spot_cfg, keep_scores=plot_dir is not None)
+        spans, run = spot_item(item, face_cfg, spot_cfg, keep_scores=plot_dir is not None, flow=flow)
         dets[item.name] = spans
         score.add_video(item.name, spans, list(item.truth))
         frames += run.frames
@@ -479,8 +486,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"dataset root {args.root} is not a folder")
     face_cfg, spot_cfg = _configs(args.config)
     _check_outputs(args.detections_out, args.plot_dir)  # before hours of spotting, not after
+    from spotting import SPOTTERS
+
+    SPOTTERS.resolve_name(spot_cfg.name)  # type: ignore[attr-defined]
+    # The command runs the whole path like the pipeline, so it makes the spotting signal's named flow
+    # backend as the pipeline does (the spotter itself never imports the later flow stage).
+    from engine.flow import for_spotting
+
+    flow = for_spotting(spot_cfg.flow, spot_cfg.flow_params)  # type: ignore[attr-defined]
     items = dataset_items(args.dataset, args.sheet, args.root)
-    score, dets, fps = evaluate_dataset(items, face_cfg, spot_cfg, args.plot_dir, progress=print)
+    score, dets, fps = evaluate_dataset(items, face_cfg, spot_cfg, args.plot_dir, progress=print, flow=flow)
     if args.detections_out is not None:
         try:
             write_detections(args.detections_out, dets)

@@ -33,3 +33,20 @@ def face_model() -> Path:
         return resolve_face_model(None)
     except UserError as exc:
         pytest.skip(f"no face model: {exc}")
+
+
+@pytest.fixture
+def farneback_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the calls of the Farneback flow backend's ``compute`` (it still computes): which
+    backend a command really used."""
+    from engine.flow.opencv_backends import FarnebackFlow
+
+    calls: list[int] = []
+    compute = FarnebackFlow.compute
+
+    def counting(self: FarnebackFlow, prev: object, nxt: object) -> object:
+        calls.append(1)
+        return compute(self, prev, nxt)
+
+    monkeypatch.setattr(FarnebackFlow, "compute", counting)
+    return calls

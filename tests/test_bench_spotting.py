@@ -248,3 +248,21 @@ def test_bench_video_when_sweep_then_configured_value_reproduces_the_table_and_a
     assert same.score.per_video == res.score.per_video and same.false_alarms == res.false_alarms
     assert silent.score.overall.n_det == 0 and silent.false_alarms == 0
     assert silent.score.overall.n_gt == res.score.overall.n_gt == res.events
+
+
+@pytest.mark.slow
+def test_respot_when_config_names_a_spotting_flow_then_that_backend_computes_the_signal(
+    face_model: Path, farneback_calls: list[int]
+) -> None:
+    """The bench made its spotters without ``spotting.flow`` (the built-in DIS whatever the config
+    said); they are now made as the pipeline makes them."""
+    from bench.spotting import respot, track_faces
+    from engine.sources.demo import DemoSource
+
+    calls = farneback_calls
+    frames = list(DemoSource(duration_s=3.0, events=0, seed=2, size=320).frames())
+    observations = track_faces(frames, FaceConfig())
+    respot(observations, 30.0, SpottingConfig())
+    assert calls == []
+    respot(observations, 30.0, SpottingConfig(flow="farneback"))
+    assert len(calls) >= len(frames) - 10  # one flow per frame after the lag

@@ -228,6 +228,30 @@ def test_main_when_tiny_dataset_in_the_real_layout_then_spots_the_injected_event
         assert all(on >= 1 for spans in dets.values() for on, _, _ in spans)  # 1-based like img1.jpg
 
 
+@pytest.mark.slow
+def test_main_when_config_names_a_spotting_flow_then_the_spotter_uses_that_backend(
+    tmp_path: Path, face_model: Path, farneback_calls: list[int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``spotting.flow`` in the config reached the pipeline but not this command, which silently ran
+    the built-in DIS: the named backend must compute the spotting signal here too."""
+
+    calls = farneback_calls
+    root = tmp_path / "root"
+    truth = _write_demo_frames(root / "rawpic" / "s15" / "15_0101demo", "img{}.jpg", 1, 7.0, 4)
+    t = truth[0]
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(
+        f"1,demo,{t.onset.frame + 1},{t.apex.frame + 1},{t.offset.frame + 1},4,n,micro-expression,x,0,"
+        "s15/15_0101demo\n"
+    )
+    cfg = tmp_path / "engine.toml"
+    cfg.write_text('[spotting]\nflow = "farneback"\n')
+    argv = ["--dataset", "casme2_long", "--sheet", str(sheet), "--root", str(root), "--config", str(cfg)]
+    assert main(argv) == 0
+    assert "overall" in capsys.readouterr().out
+    assert len(calls) >= 200  # one flow per frame of the 7-s, 30-fps clip after the lag
+
+
 def test_megc_score_when_kind_differs_from_truth_then_no_negative_counts() -> None:
     """A 0.45 s detection of a 0.6 s truth: overall a hit; per type a micro false alarm and a macro miss
     (the table printed FP -1 for the macro row before)."""

@@ -6,6 +6,7 @@ Heavy backends (torch, onnxruntime) are imported only when created.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from engine.flow.base import FlowBackend
@@ -22,6 +23,13 @@ FLOW_BACKENDS.register("onnx", "engine.flow.onnx_backend:OnnxFlow")
 def create(name: str, **params: Any) -> FlowBackend:
     """The flow backend registered as ``name``, built with ``params``."""
     return FLOW_BACKENDS.create(name, **params)
+
+
+def for_spotting(name: str, params: dict[str, Any]) -> Callable[[Any, Any], Any] | None:
+    """The flow function of the spotting signal (``SpottingConfig.flow`` / ``flow_params``): the named
+    backend's ``compute``, or None for the spotter's built-in DIS (empty name). Made by whoever runs
+    the spotter (pipeline, evaluation, benchmark), so the spotting stage never imports this later one."""
+    return create(name, **params).compute if name else None
 
 
 def names() -> list[str]:
