@@ -58,7 +58,11 @@ def _measure(
 ) -> None:
     """Run the source to its end (or ``max_frames``) and print the per-stage split."""
     fps = cfg.source.fps or source.fps or 30.0
-    spotter = create_spotter(cfg.spotting, "bench", fps)
+    from engine.flow import for_spotting
+
+    spotter = create_spotter(
+        cfg.spotting, "bench", fps, flow=for_spotting(cfg.spotting.flow, cfg.spotting.flow_params)
+    )
     times = {"decode": 0.0, "face": 0.0, "spot": 0.0, "flow+fusion": 0.0}
     frames = faces = cands = 0
     it = iter(source.frames())
@@ -109,12 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     common = {"flow.name": args.flow, "source.max_frames": args.max_frames}
     if not 0 < args.demo_seconds < math.inf:
         raise UserError(f"--demo-seconds must be a finite number > 0, got {args.demo_seconds}")
+    demo = {**common, "source.spec": "demo", "demo.duration_s": args.demo_seconds}
+    demo_cfg = load_config(None, demo)
+    from engine.sources import open_source
+
+    try:  # the demo's events must fit its duration: say so now, not after the real video's run
+        open_source(demo_cfg.source, demo_cfg.demo).close()
+    except UserError as exc:
+        raise UserError(
+            f"--demo-seconds {args.demo_seconds:g} is too short ({exc}); pass a longer one"
+        ) from None
     if Path(args.video).exists():
         run(load_config(None, {**common, "source.spec": args.video}), Path(args.video).name)
     else:
         print(f"(skipping the real video: {args.video} is absent)")
-    demo = {**common, "source.spec": "demo", "demo.duration_s": args.demo_seconds}
-    run(load_config(None, demo), "demo")
+    run(demo_cfg, "demo")
     return 0
 
 

@@ -45,6 +45,13 @@ def _files(tmp: Path) -> dict[str, Path]:
 
 
 Case = Callable[[dict[str, Path]], list[str]]
+
+
+def _sweep(f: dict[str, Path], spec: str) -> list[str]:
+    """The spotting bench on an empty folder with ``--sweep spec`` (it must fail before any video)."""
+    return ["bench/spotting.py", "--videos", str(f["folder"]), "--sweep", spec]
+
+
 M = ["-m"]
 CASES: dict[str, Case] = {
     "run_stream --fps inf": lambda f: ["run_stream.py", "--source", "demo", "--fps", "inf"],
@@ -300,20 +307,15 @@ CASES: dict[str, Case] = {
     ],
     "training.evaluate dataset line not JSON": lambda f: [*M, "training.evaluate", "--data", str(f["badds"])],
     "bench/throughput --demo-seconds nan": lambda f: ["bench/throughput.py", "--demo-seconds", "nan"],
-    "bench/spotting --sweep unknown field": lambda f: [
-        "bench/spotting.py",
-        "--videos",
-        str(f["folder"]),
-        "--sweep",
-        "threshold=6,8",
+    "bench/throughput --demo-seconds too short for the demo's events": lambda f: [
+        "bench/throughput.py",
+        "--demo-seconds",
+        "3",
     ],
-    "bench/spotting --sweep value out of range": lambda f: [
-        "bench/spotting.py",
-        "--videos",
-        str(f["folder"]),
-        "--sweep",
-        "bump_threshold_k=6,-1",
-    ],
+    "bench/spotting --sweep unknown field": lambda f: _sweep(f, "threshold=6,8"),
+    "bench/spotting --spotter unknown": lambda f: ["bench/spotting.py", "--spotter", "nope"],
+    "bench/spotting --sweep unknown flow backend": lambda f: _sweep(f, "flow=,nope"),
+    "bench/spotting --sweep value out of range": lambda f: _sweep(f, "bump_threshold_k=6,-1"),
 }
 
 
