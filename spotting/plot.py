@@ -5,10 +5,13 @@ each region's score over time, the firing threshold (dashed), detected intervals
 orange, macro purple) and ground truth intervals as green bars. matplotlib with the Agg backend
 (no display needed).
 
-    python -m spotting.plot --video FILE [--fps F] [--truth truth.csv] [--spotter NAME] --out plot.png
+    python -m spotting.plot --video FILE [--fps F] [--truth truth.csv] [--spotter NAME]
+                            [--config engine.toml] [--set spotting.KEY=VALUE ...] --out plot.png
 
 ``--truth`` is a CSV in the CAS(ME)^2 long-video layout (as `spotting.inject.write_truth_csv`
-writes it; onset and offset are the 3rd and 5th columns, frame indices of the video).
+writes it; onset and offset are the 3rd and 5th columns, frame indices of the video). ``--config``
+and ``--set`` take the engine's config file and overrides (as ``run_stream.py`` does; the face and
+spotting sections are used, ``spotting.flow`` included), so a setting is tuned by plotting it.
 """
 
 from __future__ import annotations
@@ -126,26 +129,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=0.0, help="frame rate (required for frame folders)")
     ap.add_argument("--truth", type=Path, help="ground truth CSV (CAS(ME)^2 long-video layout)")
     ap.add_argument("--spotter", default="", help="spotter name (default: the config's)")
+    ap.add_argument("--config", type=Path, help="engine TOML config (face and spotting sections)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set spotting.bump_threshold_k=8 (repeatable)",
+    )
     ap.add_argument("--out", required=True, type=Path, help="PNG to write")
     args = ap.parse_args(argv)
     if not 0 <= args.fps < math.inf:
         raise UserError(f"--fps must be a finite frame rate >= 0 (0: the video's own), got {args.fps}")
     check_out(args.out)
+    from engine.config import load_config, parse_override
     from engine.face import create_tracker
-    from engine.face.config import FaceConfig
+    from engine.flow import for_spotting
     from engine.sources import open_source
     from engine.sources.config import SourceConfig
-    from spotting import create_spotter
-    from spotting.config import SpottingConfig
+    from spotting import SPOTTERS, create_spotter
     from spotting.evaluate import run_spotting
 
+    overrides = dict(parse_override(item) for item in args.set)
+    if args.spotter:
+        overrides["spotting.name"] = args.spotter
+    engine_cfg = load_config(args.config, overrides)
+    cfg = engine_cfg.spotting
+    SPOTTERS.resolve_name(cfg.name)
+    flow = for_spotting(cfg.flow, cfg.flow_params)
     truth = read_truth_csv(args.truth) if args.truth else []
     src = open_source(SourceConfig(spec=str(args.video), fps=args.fps))
-    cfg = SpottingConfig(name=args.spotter) if args.spotter else SpottingConfig()
     fps = float(args.fps or getattr(src, "fps", 0.0) or 30.0)
-    tracker = create_tracker(FaceConfig())
+    tracker = create_tracker(engine_cfg.face)
     try:
-        run = run_spotting(src.frames(), tracker.process, create_spotter(cfg, "plot", fps), keep_scores=True)
+        spotter = create_spotter(cfg, "plot", fps, flow=flow)
+        run = run_spotting(src.frames(), tracker.process, spotter, keep_scores=True)
     finally:
         tracker.close()
         src.close()

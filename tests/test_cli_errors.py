@@ -47,6 +47,11 @@ def _files(tmp: Path) -> dict[str, Path]:
 Case = Callable[[dict[str, Path]], list[str]]
 
 
+def _plot(f: dict[str, Path]) -> list[str]:
+    """The plot command on a folder with no frames, writing into it (it must fail before reading)."""
+    return [*M, "spotting.plot", "--video", str(f["folder"]), "--out", str(f["folder"] / "p.png")]
+
+
 def _sweep(f: dict[str, Path], spec: str) -> list[str]:
     """The spotting bench on an empty folder with ``--sweep spec`` (it must fail before any video)."""
     return ["bench/spotting.py", "--videos", str(f["folder"]), "--sweep", spec]
@@ -181,6 +186,9 @@ CASES: dict[str, Case] = {
         "--out",
         str(f["folder"] / "p.png"),
     ],
+    "spotting.plot --set without =": lambda f: [*_plot(f), "--set", "spotting.bump_threshold_k"],
+    "spotting.plot --set a value the config rejects": lambda f: [*_plot(f), "--set", "spotting.bump_frac=2"],
+    "spotting.plot --config missing": lambda f: [*_plot(f), "--config", str(f["folder"] / "none.toml")],
     "build_dataset --frames missing": lambda f: [
         *M,
         "training.build_dataset",
