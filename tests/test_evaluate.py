@@ -202,6 +202,7 @@ def test_main_when_tiny_dataset_in_the_real_layout_then_spots_the_injected_event
         sheet = tmp_path / "samm.csv"
         sheet.write_text("\n".join(lines) + "\n")
     det_out = tmp_path / "det.csv"
+    plots = tmp_path / "plots"
     # SAMM is read at its own 200 fps although the demo frames are 30 fps: only the bookkeeping is
     # checked there; CAS(ME)^2's 30 fps matches, so its events must be found.
     assert (
@@ -215,10 +216,15 @@ def test_main_when_tiny_dataset_in_the_real_layout_then_spots_the_injected_event
                 str(root),
                 "--detections-out",
                 str(det_out),
+                "--plot-dir",
+                str(plots),
             ]
         )
         == 0
     )
+    (png,) = plots.glob("*.png")  # one signal plot per video, decodable
+    img = cv2.imread(str(png))
+    assert img is not None and img.shape == (900, 1080, 3) and img.std() > 10
     out = capsys.readouterr().out
     overall = next(line for line in out.splitlines() if line.startswith("overall")).split()
     assert int(overall[1]) + int(overall[3]) == len(truth)  # TP + FN = number of truths
