@@ -101,17 +101,6 @@ class SweepPoint:
     false_alarms: int = 0
 
 
-def check_names(cfg: SpottingConfig) -> None:
-    """Raise `engine.errors.UnknownNameError` (one line, the valid names) for an unknown spotter or
-    spotting flow backend in ``cfg``: before minutes of tracking, not after."""
-    from engine.flow import FLOW_BACKENDS
-    from spotting import SPOTTERS
-
-    SPOTTERS.resolve_name(cfg.name)
-    if cfg.flow:
-        FLOW_BACKENDS.resolve_name(cfg.flow)
-
-
 def make_spotter(cfg: SpottingConfig, fps: float) -> object:
     """The spotter of ``cfg`` as the pipeline makes it, with the flow backend ``cfg.flow`` names."""
     from engine.flow import for_spotting
@@ -125,6 +114,8 @@ def parse_sweep(text: str, base: SpottingConfig) -> list[SweepPoint]:
 
     Raises ``ValueError`` with a one-line reason for an unknown field or a value the config rejects."""
     from pydantic import ValidationError
+
+    from engine.flow import check_spotting_names
 
     name, sep, values = text.partition("=")
     name = name.strip()
@@ -140,7 +131,7 @@ def parse_sweep(text: str, base: SpottingConfig) -> list[SweepPoint]:
             why = e.errors()[0]["msg"] if e.errors() else str(e)
             raise ValueError(f"--sweep: {name}={v.strip()!r} rejected: {why}") from None
         try:
-            check_names(cfg)
+            check_spotting_names(cfg)
         except UserError as e:
             raise ValueError(f"--sweep: {name}={v.strip()!r} rejected: {e}") from None
         points.append(SweepPoint(name, getattr(cfg, name), cfg))
@@ -598,8 +589,10 @@ def main(argv: list[str] | None = None) -> int:
     face_cfg, spot_cfg = _configs(args.config)
     if args.spotter:
         spot_cfg = spot_cfg.model_copy(update={"name": args.spotter})  # type: ignore[attr-defined]
+    from engine.flow import check_spotting_names
+
     try:
-        check_names(spot_cfg)  # type: ignore[arg-type]
+        check_spotting_names(spot_cfg)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -230,13 +230,11 @@ def _build(
     from engine.fusion import build_evidence
     from engine.publish.journal import check_appendable
     from engine.sources import FrameReader, open_source
-    from spotting import SPOTTERS, create_spotter
+    from spotting import create_spotter
 
     EXPLAINERS.resolve_name(cfg.explain.name)
     flow.FLOW_BACKENDS.resolve_name(cfg.flow.name)
-    if cfg.spotting.flow:
-        flow.FLOW_BACKENDS.resolve_name(cfg.spotting.flow)
-    SPOTTERS.resolve_name(cfg.spotting.name)
+    flow.check_spotting_names(cfg.spotting)
     resolve_face_model(cfg.face.model or None)
     if cfg.publish.journal:
         check_appendable(Path(cfg.publish.journal))

@@ -486,13 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"dataset root {args.root} is not a folder")
     face_cfg, spot_cfg = _configs(args.config)
     _check_outputs(args.detections_out, args.plot_dir)  # before hours of spotting, not after
-    from spotting import SPOTTERS
-
-    SPOTTERS.resolve_name(spot_cfg.name)  # type: ignore[attr-defined]
     # The command runs the whole path like the pipeline, so it makes the spotting signal's named flow
     # backend as the pipeline does (the spotter itself never imports the later flow stage).
-    from engine.flow import for_spotting
+    from engine.flow import check_spotting_names, for_spotting
 
+    check_spotting_names(spot_cfg)
     flow = for_spotting(spot_cfg.flow, spot_cfg.flow_params)  # type: ignore[attr-defined]
     items = dataset_items(args.dataset, args.sheet, args.root)
     score, dets, fps = evaluate_dataset(items, face_cfg, spot_cfg, args.plot_dir, progress=print, flow=flow)

@@ -144,10 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_out(args.out)
     from engine.config import load_config, parse_override
     from engine.face import create_tracker
-    from engine.flow import for_spotting
+    from engine.flow import check_spotting_names, for_spotting
     from engine.sources import open_source
     from engine.sources.config import SourceConfig
-    from spotting import SPOTTERS, create_spotter
+    from spotting import create_spotter
     from spotting.evaluate import run_spotting
 
     overrides = dict(parse_override(item) for item in args.set)
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["spotting.name"] = args.spotter
     engine_cfg = load_config(args.config, overrides)
     cfg = engine_cfg.spotting
-    SPOTTERS.resolve_name(cfg.name)
+    check_spotting_names(cfg)
     flow = for_spotting(cfg.flow, cfg.flow_params)
     truth = read_truth_csv(args.truth) if args.truth else []
     src = open_source(SourceConfig(spec=str(args.video), fps=args.fps))

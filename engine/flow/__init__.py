@@ -32,5 +32,15 @@ def for_spotting(name: str, params: dict[str, Any]) -> Callable[[Any, Any], Any]
     return create(name, **params).compute if name else None
 
 
+def check_spotting_names(cfg: Any) -> None:
+    """Raise `engine.errors.UnknownNameError` (one line, the valid names) when the spotting config
+    ``cfg`` names an unknown spotter or flow backend: commands check before hours of work, not after."""
+    from spotting import SPOTTERS
+
+    SPOTTERS.resolve_name(cfg.name)
+    if cfg.flow:
+        FLOW_BACKENDS.resolve_name(cfg.flow)
+
+
 def names() -> list[str]:
     return FLOW_BACKENDS.names()
