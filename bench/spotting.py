@@ -10,9 +10,10 @@ For every face video of ``--videos`` (default ``../shared/data/videos``):
    as `engine.pipeline` runs them); its detections are false alarms (per minute of face);
 2. for each seed, events are drawn from the real annotation sheets (`spotting.annotations.
    SheetEvents`: CASME II, SAMM, CAS(ME)^3 durations, profiles, AU combinations, emotions,
-   rescaled to the video's fps; amplitude 0.5-3 px on a 200 px face), placed where the face is
-   tracked, warped into the frames anchored on the landmarks tracked on the untouched frame, and
-   the injected video runs through the same path; detections are matched to the truth (IoU >= 0.5).
+   rescaled to the rate the video's face frames come at (`spotting.signals.measured_rate`);
+   amplitude 0.5-3 px on a 200 px face), placed where the face is tracked, warped into the frames
+   anchored on the landmarks tracked on the untouched frame, and the injected video runs through
+   the same path; detections are matched to the truth (IoU >= 0.5).
 
 Prints precision / recall / F1 (overall, micro, macro), false alarms per minute, and frames per
 second of the spotting path (tracker + spotter, decoding excluded) per video; with
@@ -374,14 +375,18 @@ def bench_video(
     holds no face. Keep the seeds a spotter was tuned on apart from those it is reported on.
     ``sweep`` points (`parse_sweep`) are scored on the same observations into ``res.sweep``."""
     from spotting.inject import TruthEvent, write_truth_csv
+    from spotting.signals import measured_rate
 
-    frames, fps = decode(path)
+    frames, nominal = decode(path)
     observations = track_faces(frames, face_cfg)
     landmarks = [None if o is None else o.landmarks for o in observations]
     n_face = sum(lm is not None for lm in landmarks)
     if n_face == 0:
         say(f"{path.name}: no face in {len(frames)} frames: skipped")
         return None
+    # The rate the face frames come at, as the spotter measures it: a variable-rate .mov says 26.4 fps
+    # while its face part runs at 30; the events' durations, the truth and the face's minutes use it.
+    fps = measured_rate([f.t for f, o in zip(frames, observations, strict=True) if o is not None], nominal)
     res = VideoResult(path.name, fps, len(frames), n_face / fps)
     natural_high: np.ndarray | None = None
     if visibility:

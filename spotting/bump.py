@@ -153,7 +153,8 @@ class _Scored:
 class RegionBumpSpotter(RegionSpotterBase):
     """The `spotting.base.Spotter` ``region-bump``; see the module docstring for the method.
 
-    ``fps`` converts every duration of ``cfg`` into frames. One instance per stream, one thread.
+    ``fps`` (the nominal rate; see `RegionSpotterBase` for the measured one) converts every duration
+    of ``cfg`` into frames. One instance per stream, one thread.
     ``region_scores`` / ``region_thresholds`` hold the last scored frame's values (for plots),
     ``scored_index`` its frame index (``k`` frames behind the newest observation).
     """
@@ -172,7 +173,15 @@ class RegionBumpSpotter(RegionSpotterBase):
         motion: RegionMotion | None = None,
         flow: FlowFn | None = None,
     ) -> None:
+        self._open_at: int | None = None  # history position (as frame index) where the open interval began
+        self._below = 0
+        self.region_thresholds: np.ndarray | None = None
+        self.scored_index: int | None = None
         super().__init__(cfg, stream, fps, motion, flow)
+
+    def _build(self, fps: float) -> None:
+        super()._build(fps)
+        cfg = self.cfg
         self.k = frames_for(cfg.bump_lag_s, fps)
         self.hold = frames_for(cfg.merge_gap_s, fps)
         self._extend_on = round(cfg.bump_extend_onset * self.k)
@@ -184,14 +193,10 @@ class RegionBumpSpotter(RegionSpotterBase):
         self._max_len = frames_for(cfg.max_duration_s, fps)
         # Scored frames kept for delineation: the longest interval plus the bump's side lobes.
         self._history: deque[_Scored] = deque(maxlen=self._max_len + 4 * self.k + 2 * self.hold + 4)
-        self._open_at: int | None = None  # history position (as frame index) where the open interval began
-        self._below = 0
-        self.region_thresholds: np.ndarray | None = None
-        self.scored_index: int | None = None
 
     # -- the Spotter protocol ---------------------------------------------------------------
-    def update(self, obs: FaceObservation) -> list[Candidate]:
-        """Feed the next observation; returns candidates whose interval closed (``k`` frames late)."""
+    def _update(self, obs: FaceObservation) -> list[Candidate]:
+        """The next observation (checked); returns candidates whose interval closed (``k`` frames late)."""
         sig, points, eyes, blink = self._observe(obs)
         self._eye_stats.push(eyes)
         out: list[Candidate] = []
@@ -216,7 +221,7 @@ class RegionBumpSpotter(RegionSpotterBase):
         self.region_thresholds = None
         self.scored_index = None
 
-    def flush(self) -> list[Candidate]:
+    def _flush(self) -> list[Candidate]:
         """End of stream: judge the open interval with what was scored, then reset."""
         out: list[Candidate] = []
         if self._open_at is not None:

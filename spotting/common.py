@@ -14,6 +14,7 @@ fix to one (a new input check, the blink rule) reaches the other.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
@@ -22,9 +23,19 @@ import numpy as np
 from engine.face.regions import REGION_NAMES
 from engine.types import Candidate, FaceObservation, TimePoint
 from spotting.config import SpottingConfig
-from spotting.signals import RegionMotion, RollingStats, blink_blendshapes, eye_apertures, frames_for
+from spotting.signals import (
+    RATE_TOLERANCE,
+    RegionMotion,
+    RollingStats,
+    blink_blendshapes,
+    eye_apertures,
+    frames_for,
+    measured_rate,
+)
 
 N_LANDMARKS = 478
+
+log = logging.getLogger(__name__)
 
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -32,17 +43,20 @@ FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class RegionSpotterBase:
-    """Shared state and steps of the region spotters; a subclass adds its method and the
-    `spotting.base.Spotter` verbs (``update``, ``flush``; ``reset`` extends this one).
+    """Shared state and steps of the region spotters; a subclass adds its method as ``_update`` and
+    ``_flush`` (the `spotting.base.Spotter` verbs are here) and extends ``_build`` and ``reset``.
 
-    ``fps`` converts durations of ``cfg`` into frames; ``motion`` may be passed ready-made (tests),
-    else it is built from ``cfg``. The region and eye baselines span ``baseline_s``, are trusted
-    after the subclass's ``min_base_s`` (at most the whole baseline) and are recomputed
-    ``stats_per_baseline`` times per baseline.
+    ``fps`` is the source's nominal rate; durations of ``cfg`` are converted into frames at the rate
+    the observations' timestamps show (`measured_rate`: the nominal one unless they disagree by more
+    than 5 %), measured anew after every reset, and kept in ``fps``. ``motion`` may be passed
+    ready-made (tests), else it is built from ``cfg``. The region and eye baselines span
+    ``baseline_s``, are trusted after the subclass's ``min_base_s`` (at most the whole baseline) and
+    are recomputed ``stats_per_baseline`` times per baseline.
     """
 
     min_base_s: float
     stats_per_baseline: int
+    rate_frames = 9  # observations whose timestamps give the measured rate (8 intervals)
 
     def __init__(
         self,
@@ -56,26 +70,83 @@ class RegionSpotterBase:
             raise ValueError(f"expected a frame rate > 0 for the spotter, got {fps!r}")
         self.cfg = cfg
         self.stream = stream
-        self.fps = float(fps)
+        self.nominal_fps = float(fps)
         self.motion = motion or RegionMotion.from_config(cfg, flow)
-        n_base = frames_for(cfg.baseline_s, fps, minimum=8)
+        self._pending: list[FaceObservation] | None = []  # frames held while the rate is measured
+        self._start_t: float | None = None
+        self._last_index: int | None = None
+        self.region_scores: np.ndarray | None = None
+        """z-scores of the last scored frame by `REGION_NAMES` (None while unscored): for plots, benches."""
+        self._build(self.nominal_fps)
+
+    def _build(self, fps: float) -> None:
+        """Size everything counted in frames for ``fps``; a subclass extends it with its own. Called
+        with the nominal rate, and again after a reset when the frames arrive at another rate."""
+        self.fps = float(fps)
+        n_base = frames_for(self.cfg.baseline_s, fps, minimum=8)
         self._n_base = n_base
         self._min_base = min(n_base, max(8, frames_for(self.min_base_s, fps)))
         stride = max(1, n_base // self.stats_per_baseline)
         self._stats = RollingStats(len(REGION_NAMES), n_base, stride)
         self._eye_stats = RollingStats(4, n_base, stride)
-        self._start_t: float | None = None
-        self._last_index: int | None = None
-        self.region_scores: np.ndarray | None = None
-        """z-scores of the last scored frame by `REGION_NAMES` (None while unscored): for plots, benches."""
+
+    # -- the Spotter protocol: the rate is measured, then the subclass's _update / _flush run -------
+    def update(self, obs: FaceObservation) -> list[Candidate]:
+        """Feed the next observation; returns the candidates whose interval closed.
+
+        The first ``rate_frames`` observations after a start or a reset are held until their
+        timestamps give the rate the frames really come at (`measured_rate`), then replayed: warm-up
+        lasts longer than that, so nothing is found later than it would be."""
+        self._check(obs)
+        if self._pending is None:
+            return self._update(obs)
+        self._pending.append(obs)
+        if len(self._pending) < self.rate_frames:
+            return []
+        return self._replay()
+
+    def flush(self) -> list[Candidate]:
+        """End of stream or face lost: judge what is open, return it, forget everything."""
+        out = self._replay() if self._pending else []
+        return out + self._flush()
 
     def reset(self) -> None:
-        """Forget the baselines and the stream's start and frame order (face lost)."""
+        """Forget the baselines and the stream's start and frame order (face lost); the next frames
+        measure the rate again."""
         self._stats.clear()
         self._eye_stats.clear()
+        self._pending = []
         self._start_t = None
         self._last_index = None
         self.region_scores = None
+
+    def _update(self, obs: FaceObservation) -> list[Candidate]:
+        raise NotImplementedError
+
+    def _flush(self) -> list[Candidate]:
+        raise NotImplementedError
+
+    def _replay(self) -> list[Candidate]:
+        """Settle the rate on the held observations and feed them through."""
+        held, self._pending = self._pending or [], None
+        # Too few frames or no usable clock keep the rate in use; one near the nominal rate is that rate.
+        rate = measured_rate([o.t for o in held], self.fps)
+        if abs(rate / self.nominal_fps - 1.0) <= RATE_TOLERANCE:
+            rate = self.nominal_fps
+        if rate != self.fps:
+            if rate != self.nominal_fps:
+                log.info(
+                    "stream %s: frames arrive at %.2f fps, not the nominal %.2f: durations use %.2f",
+                    self.stream,
+                    rate,
+                    self.nominal_fps,
+                    rate,
+                )
+            self._build(rate)
+        out: list[Candidate] = []
+        for obs in held:
+            out += self._update(obs)
+        return out
 
     def _check(self, obs: FaceObservation) -> None:
         """Raise ``ValueError`` unless ``obs`` has an S×S uint8 crop, 478 crop landmarks and comes
@@ -99,10 +170,9 @@ class RegionSpotterBase:
         self._last_index = obs.index
 
     def _observe(self, obs: FaceObservation) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-        """Check ``obs`` and note the stream's start; returns its signal crop (``signal_size``² uint8),
-        the motion sample points (P×2 float32, signal pixels), the eye signals ((4,): apertures L/R,
-        eyeBlink blendshapes L/R) and whether an eye is closing. Does not learn the eye baseline."""
-        self._check(obs)
+        """Note the stream's start (``update`` checked ``obs``); returns its signal crop (``signal_size``²
+        uint8), the motion sample points (P×2 float32, signal pixels), the eye signals ((4,): apertures
+        L/R, eyeBlink blendshapes L/R) and whether an eye is closing. Does not learn the eye baseline."""
         if self._start_t is None:
             self._start_t = obs.t
         sig, points = self.motion.prepare(obs.crop, obs.crop_landmarks)

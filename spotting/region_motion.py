@@ -78,8 +78,9 @@ class _Interval:
 class RegionMotionSpotter(RegionSpotterBase):
     """The `spotting.base.Spotter` of issue 2/3: see the module docstring for the method.
 
-    ``fps`` converts every duration of ``cfg`` into frames; ``motion`` may be passed ready-made
-    (tests), else it is built from ``cfg``. One instance per stream, used from one thread.
+    ``fps`` (the nominal rate; see `RegionSpotterBase` for the measured one) converts every duration
+    of ``cfg`` into frames; ``motion`` may be passed ready-made (tests), else it is built from
+    ``cfg``. One instance per stream, used from one thread.
     """
 
     min_base_s = 0.2
@@ -93,7 +94,12 @@ class RegionMotionSpotter(RegionSpotterBase):
         motion: RegionMotion | None = None,
         flow: FlowFn | None = None,
     ) -> None:
+        self._open: _Interval | None = None
         super().__init__(cfg, stream, fps, motion, flow)
+
+    def _build(self, fps: float) -> None:
+        super()._build(fps)
+        cfg = self.cfg
         self.lag = frames_for(cfg.window_s / 2, fps)  # reference distance in frames
         self.hold = frames_for(cfg.merge_gap_s, fps)
         self.long_lag = max(self.lag, frames_for(cfg.long_window_s, fps))
@@ -108,15 +114,14 @@ class RegionMotionSpotter(RegionSpotterBase):
         keep = max(3 * self.lag, self.long_lag + self._ref_frames) + 1
         self._signals: deque[tuple[np.ndarray, np.ndarray, int]] = deque(maxlen=keep)
         self._recent: deque[_Sample] = deque(maxlen=2 * self.lag + 1)  # idle frames, for the onset walk-back
-        self._open: _Interval | None = None
 
     @classmethod
     def from_config(cls, cfg: SpottingConfig, stream: str, fps: float) -> RegionMotionSpotter:
         return cls(cfg, stream, fps)
 
     # -- the Spotter protocol ---------------------------------------------------------------
-    def update(self, obs: FaceObservation) -> list[Candidate]:
-        """Feed the next observation; returns the candidates whose interval closed at this frame."""
+    def _update(self, obs: FaceObservation) -> list[Candidate]:
+        """The next observation (checked); returns the candidates whose interval closed at this frame."""
         sig, points, eyes, blink = self._observe(obs)
         out: list[Candidate] = []
         if self._open is None:
@@ -139,7 +144,7 @@ class RegionMotionSpotter(RegionSpotterBase):
         self._long_stats.clear()
         self._open = None
 
-    def flush(self) -> list[Candidate]:
+    def _flush(self) -> list[Candidate]:
         """End of stream: close the open interval at its last active frame, then reset."""
         out = self._close(self._open.last_above) if self._open is not None else []
         self.reset()

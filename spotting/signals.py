@@ -9,7 +9,7 @@ microseconds except the one DIS optical-flow call (~0.4 ms on a 128² crop at fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import cv2
@@ -36,6 +36,36 @@ PERIOCULAR_MASK: np.ndarray = np.array([base_of(n) in PERIOCULAR_BASES for n in 
 def frames_for(seconds: float, fps: float, minimum: int = 1) -> int:
     """``seconds`` as a whole number of frames at ``fps`` (rounded, at least ``minimum``)."""
     return max(minimum, round(seconds * fps))
+
+
+RATE_TOLERANCE = 0.05  # a measured rate within 5 % of the nominal one keeps the nominal one
+MAX_RATE = 2000.0
+
+
+def measured_rate(times: Sequence[float], nominal: float, tolerance: float = RATE_TOLERANCE) -> float:
+    """The frame rate that the timestamps ``times`` (seconds, one per frame in order) show: one over
+    their median interval. ``nominal`` when they show none (fewer than two, not increasing, absurd)
+    or agree with it within ``tolerance``, so a constant-rate source keeps its exact rate.
+
+    Containers and cameras misstate their rate: a phone's variable-rate .mov says 26.4 fps while its
+    frames come at 30 (or 24), a webcam says 30 and delivers 15 in dim light. Durations in seconds
+    are only right in frames at the rate the frames really come at.
+
+    >>> measured_rate([0.0, 1 / 30, 2 / 30, 3 / 30], 26.4)
+    30.0
+    >>> measured_rate([0.0, 0.0417, 0.0834], 24.0), measured_rate([0.0], 24.0)
+    (24.0, 24.0)
+    """
+    t = np.asarray(times, dtype=np.float64)
+    if len(t) < 2 or not np.isfinite(t).all():
+        return float(nominal)
+    step = float(np.median(np.diff(t)))
+    if not step > 0 or 1.0 / step > MAX_RATE:
+        return float(nominal)
+    rate = 1.0 / step
+    if abs(rate / nominal - 1.0) <= tolerance:
+        return float(nominal)
+    return round(rate, 3)
 
 
 def fit_similarity_motion(points: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
