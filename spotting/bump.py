@@ -30,7 +30,8 @@ seeds 12-41 the onsets came a median 1 frame late and the offsets 2 early, and 6
 a detection with IoU < 0.5. The shortest-duration rule still judges the span the bump delineates;
 the reported onset then moves ``bump_extend_onset`` lags earlier and the offset
 ``bump_extend_offset`` lags later (F1 0.440 -> 0.485 on seeds 12-41; held out in bench/spotting.py
-0.396 -> 0.458, the same detections). Because the rule judges that shorter span, a
+0.396 -> 0.458, the same detections; 0.449 since the two .mov clips are drawn at their measured 30
+fps). Because the rule judges that shorter span, a
 movement under about 0.2 s rarely passes it: on seeds 12-41, 4 of the 29 events of 0.1-0.2 s that
 stand out of the face's own motion (visibility >= 0.5) were found. The rule mostly holds back the
 face's own short movements, not flow glitches: at ``min_duration_s`` 0.05 the spotter finds 17 more

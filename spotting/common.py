@@ -95,8 +95,9 @@ class RegionSpotterBase:
         """Feed the next observation; returns the candidates whose interval closed.
 
         The first ``rate_frames`` observations after a start or a reset are held until their
-        timestamps give the rate the frames really come at (`measured_rate`), then replayed: warm-up
-        lasts longer than that, so nothing is found later than it would be."""
+        timestamps give the rate the frames really come at (`measured_rate`), then replayed. Neither
+        spotter scores a frame before its ninth (the baseline needs 8 scores), so no candidate comes
+        later for it."""
         self._check(obs)
         if self._pending is None:
             return self._update(obs)
