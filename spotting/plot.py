@@ -173,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "plot a longer video that shows a face"
         )
     try:
-        plot_run(args.out, run, fps, truth, title=args.video.name)
+        # Seconds at the rate the face frames came at (a variable-rate .mov states another).
+        plot_run(args.out, run, float(getattr(spotter, "fps", fps)), truth, title=args.video.name)
     except OSError as exc:
         raise UserError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
     print(f"{args.out}: {len(run.candidates)} detections, {run.frames} frames")
