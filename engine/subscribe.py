@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
 _DEDUP_WINDOW = 100_000  # replayed event ids remembered to skip their live copies
+# Waits are sliced so Python runs its signal handlers between them: a Ctrl-C that lands just before
+# an unbounded zmq poll starts would otherwise wait for the next message, maybe forever.
+_POLL_SLICE_MS = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +147,9 @@ class Subscriber:
         """The next well-formed message, or None when nothing arrived within ``timeout_s``."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            wait_ms = _POLL_SLICE_MS
+            if deadline is not None:
+                wait_ms = min(wait_ms, max(0, int((deadline - time.monotonic()) * 1000)))
             ready = dict(self._poller.poll(wait_ms))
             if self._monitor is not None and self._monitor in ready:
                 self._read_monitor()

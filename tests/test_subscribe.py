@@ -169,6 +169,27 @@ def test_cli_when_silent_then_timeout_exits_zero(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 10
 
 
+def test_recv_when_interrupt_is_pending_without_waking_the_poll_then_raises_within_a_slice() -> None:
+    """The race behind a Ctrl-C that hung the CLI: the signal's flag is set but the zmq poll is not
+    woken (here `_thread.interrupt_main`, which sends no OS signal). The sliced wait returns to
+    Python within ~0.25 s, where the interrupt is raised; an unsliced one waited the whole timeout."""
+    import _thread
+    import threading
+
+    from engine.subscribe import Subscriber
+
+    with Subscriber(f"tcp://127.0.0.1:{free_port()}") as sub:
+        timer = threading.Timer(0.2, _thread.interrupt_main)
+        timer.start()
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                sub.recv(timeout_s=10.0)
+        finally:
+            timer.cancel()
+        assert time.monotonic() - t0 < 3.0
+
+
 def test_cli_when_sigint_then_exits_zero(tmp_path: Path) -> None:
     pub = ZmqPublisher(PublishConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", startup_wait_s=0))
     proc = spawn(pub.endpoint)
