@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A shell starts background jobs (``pytest &``, a CI script run with ``&``) with Ctrl-C ignored,
+    and every process they spawn inherits that: the tests that send SIGINT to the CLIs would then
+    wait for exits that never come. The tests run with Ctrl-C delivered, as in a terminal."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def shared_path(*parts: str) -> Path:
