@@ -25,7 +25,7 @@ onset-apex-offset profile, AU combination and emotion come from one real express
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -114,6 +114,19 @@ AU_MOVES: dict[int, tuple[RegionMove, ...]] = {
     ),
 }
 SUPPORTED_AUS: tuple[int, ...] = (*sorted(AU_MOVES), BLINK_AU)
+
+
+def moved_bases(aus: Iterable[int]) -> frozenset[str]:
+    """The region base names (`engine.face.regions.REGION_BASES`) that the injected action units
+    ``aus`` move: `AU_MOVES`, and both eyelids for a blink.
+
+    >>> sorted(moved_bases([1, 2]))
+    ['brow_inner', 'brow_outer']
+    """
+    out = {m.region for au in aus for m in AU_MOVES.get(int(au), ())}
+    if any(int(au) == BLINK_AU for au in aus):
+        out |= {"eyelid_upper", "eyelid_lower"}
+    return frozenset(out)
 
 # Emotion (detail label) → 3-class MEGC label (FACS.md, "MEGC 2019 composite 3-class mapping").
 EMOTION_CLASS: dict[str, str] = {

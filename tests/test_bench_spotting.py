@@ -40,6 +40,23 @@ def test_bench_video_when_single_face_then_events_injected_scored_and_truth_writ
     (row,) = list(csv.reader(open(tmp_path / "single_face_seed0.csv")))
     assert len(row) == 11 and row[7] in ("micro-expression", "macro-expression")
     assert int(row[2]) <= int(row[3]) <= int(row[4])
+    assert 0 <= res.tp_time_only <= res.score.overall.tp
+
+
+def test_time_only_when_detection_names_no_region_the_event_moves_then_counted() -> None:
+    """The bench's breakdown of MEGC matches: a brow event (AU4) "found" by a lip detection that
+    spans it counts as matched by time only; one naming a brow region (either side) does not."""
+    from bench.spotting import time_only
+    from spotting.inject import BLINK_AU, moved_bases
+
+    assert moved_bases([4]) == {"brow_inner", "brow_outer"}
+    assert moved_bases([BLINK_AU]) == {"eyelid_upper", "eyelid_lower"}
+    regions = [("lip_lower_R",), ("brow_outer_L", "chin_R"), ("eyelid_upper_R",), ("chin_L",)]
+    aus = [(4,), (4,), (BLINK_AU,), (17,)]
+    pairs = [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert time_only(pairs, regions, aus) == 1
+    assert time_only([(0, 1), (3, 0)], regions, aus) == 2  # the pairs decide which event a detection met
+    assert time_only([], regions, aus) == 0
 
 
 @pytest.mark.data
