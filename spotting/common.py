@@ -24,7 +24,6 @@ from engine.face.regions import REGION_NAMES
 from engine.types import Candidate, FaceObservation, TimePoint
 from spotting.config import SpottingConfig
 from spotting.signals import (
-    RATE_TOLERANCE,
     RegionMotion,
     RollingStats,
     blink_blendshapes,
@@ -130,10 +129,8 @@ class RegionSpotterBase:
     def _replay(self) -> list[Candidate]:
         """Settle the rate on the held observations and feed them through."""
         held, self._pending = self._pending or [], None
-        # Too few frames or no usable clock keep the rate in use; one near the nominal rate is that rate.
-        rate = measured_rate([o.t for o in held], self.fps)
-        if abs(rate / self.nominal_fps - 1.0) <= RATE_TOLERANCE:
-            rate = self.nominal_fps
+        # Too few frames or no usable clock keep the rate in use (a face seen for a frame or two).
+        rate = measured_rate([o.t for o in held], self.nominal_fps, fallback=self.fps)
         if rate != self.fps:
             if rate != self.nominal_fps:
                 log.info(

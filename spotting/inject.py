@@ -34,6 +34,7 @@ import numpy as np
 
 from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS, RIGID_POINTS, face_width
 from engine.types import Side, TimePoint
+from spotting.signals import EYELID_BASES
 
 # Amplitudes are given for a face this wide (pixels between the face-contour points 234 and 454).
 REFERENCE_FACE_WIDTH = 200.0
@@ -125,7 +126,7 @@ def moved_bases(aus: Iterable[int]) -> frozenset[str]:
     """
     out = {m.region for au in aus for m in AU_MOVES.get(int(au), ())}
     if any(int(au) == BLINK_AU for au in aus):
-        out |= {"eyelid_upper", "eyelid_lower"}
+        out |= EYELID_BASES
     return frozenset(out)
 
 # Emotion (detail label) → 3-class MEGC label (FACS.md, "MEGC 2019 composite 3-class mapping").

@@ -39,13 +39,18 @@ def frames_for(seconds: float, fps: float, minimum: int = 1) -> int:
 
 
 RATE_TOLERANCE = 0.05  # a measured rate within 5 % of the nominal one keeps the nominal one
-MAX_RATE = 2000.0
 
 
-def measured_rate(times: Sequence[float], nominal: float, tolerance: float = RATE_TOLERANCE) -> float:
+def measured_rate(
+    times: Sequence[float],
+    nominal: float,
+    fallback: float | None = None,
+    tolerance: float = RATE_TOLERANCE,
+) -> float:
     """The frame rate that the timestamps ``times`` (seconds, one per frame in order) show: one over
-    their median interval. ``nominal`` when they show none (fewer than two, not increasing, absurd)
-    or agree with it within ``tolerance``, so a constant-rate source keeps its exact rate.
+    their median interval; ``nominal`` when it agrees with that within ``tolerance``, so a
+    constant-rate source keeps its exact rate. ``fallback`` (default ``nominal``) when they show no
+    sane rate (fewer than two, not increasing, thousands per second: `engine.sources.video.sane_fps`).
 
     Containers and cameras misstate their rate: a phone's variable-rate .mov says 26.4 fps while its
     frames come at 30 (or 24), a webcam says 30 and delivers 15 in dim light. Durations in seconds
@@ -53,16 +58,16 @@ def measured_rate(times: Sequence[float], nominal: float, tolerance: float = RAT
 
     >>> measured_rate([0.0, 1 / 30, 2 / 30, 3 / 30], 26.4)
     30.0
-    >>> measured_rate([0.0, 0.0417, 0.0834], 24.0), measured_rate([0.0], 24.0)
-    (24.0, 24.0)
+    >>> measured_rate([0.0, 0.0417, 0.0834], 24.0), measured_rate([0.0], 24.0, fallback=30.0)
+    (24.0, 30.0)
     """
+    from engine.sources.video import sane_fps
+
     t = np.asarray(times, dtype=np.float64)
-    if len(t) < 2 or not np.isfinite(t).all():
-        return float(nominal)
-    step = float(np.median(np.diff(t)))
-    if not step > 0 or 1.0 / step > MAX_RATE:
-        return float(nominal)
-    rate = 1.0 / step
+    step = float(np.median(np.diff(t))) if len(t) >= 2 and np.isfinite(t).all() else 0.0
+    rate = sane_fps(1.0 / step) if step > 0 else None
+    if rate is None:
+        return float(nominal if fallback is None else fallback)
     if abs(rate / nominal - 1.0) <= tolerance:
         return float(nominal)
     return round(rate, 3)
