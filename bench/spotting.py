@@ -78,7 +78,6 @@ from spotting.evaluate import (  # noqa: E402
     Span,
     SpotRun,
     candidate_spans,
-    match_intervals,
     run_spotting,
 )
 
@@ -444,8 +443,7 @@ def bench_video(
         res.path_fps.append(run.fps)
         gt: list[Span] = [(t.onset.frame, t.offset.frame, t.kind) for t in truth]
         detections = candidate_spans(run.candidates)
-        res.score.add_video(f"{path.name}#{seed}", detections, gt)
-        pairs = match_intervals(detections, gt)
+        pairs = res.score.add_video(f"{path.name}#{seed}", detections, gt)
         res.tp_time_only += time_only(pairs, [c.regions for c in run.candidates], [ev.aus for ev in events])
         res.score_own_aside.add_video(f"{path.name}#{seed}", set_aside_own(detections, gt, own), gt)
         for point in res.sweep:

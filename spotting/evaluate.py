@@ -148,8 +148,11 @@ class MegcScore:
     macro: Counts = field(default_factory=Counts)
     per_video: dict[str, Counts] = field(default_factory=dict)
 
-    def add_video(self, name: str, detections: Sequence[Span], truth: Sequence[Span]) -> None:
-        """Match one video's detections to its truth and add the counts."""
+    def add_video(
+        self, name: str, detections: Sequence[Span], truth: Sequence[Span]
+    ) -> list[tuple[int, int]]:
+        """Match one video's detections to its truth and add the counts; returns the matches
+        (`match_intervals`) for callers that look at which detection met which truth."""
         pairs = match_intervals(detections, truth)
         row = Counts(len(pairs), len(detections), len(truth))
         self.per_video[name] = row
@@ -158,6 +161,7 @@ class MegcScore:
             counts.tp += sum(1 for di, gi in pairs if truth[gi][2] == kind and detections[di][2] == kind)
             counts.n_gt += sum(1 for g in truth if g[2] == kind)
             counts.n_det += sum(1 for d in detections if d[2] == kind)
+        return pairs
 
     def table(self) -> str:
         """The table as printed by the command line and the benchmark."""
