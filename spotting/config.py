@@ -26,8 +26,8 @@ class SpottingConfig(BaseModel):
     dis_preset: Literal["ultrafast", "fast", "medium"] = Field(
         "ultrafast",
         description="OpenCV DIS optical-flow preset of the per-frame motion signal; the slower presets "
-        "are not better here: injected-benchmark F1 on seeds 12-41 (WolfgangLanger and single_face) "
-        "0.48 ultrafast, 0.42 fast, 0.42 medium",
+        "are not better here: injected-benchmark F1 on seeds 12-41 (WolfgangLanger and single_face, "
+        "OpenCV 5.0) 0.48 ultrafast, 0.42 fast, 0.42 medium",
     )
     dis_finest_scale: int = Field(
         0,
@@ -42,8 +42,8 @@ class SpottingConfig(BaseModel):
         le=8,
         description="DIS patch stride in pixels (0 = the preset's, 4 for ultrafast): 5 costs ~0.95 ms "
         "instead of ~1.45 ms on a 128 px signal (~1.3 ms at 160 px) and scores best on the 160 px "
-        "signal: injected-benchmark F1 on seeds 12-41 (WolfgangLanger and single_face) 0.41 / 0.43 / "
-        "0.48 / 0.44 at strides 3 / 4 / 5 / 6, held-out seeds 3-11 0.38 / 0.39 / 0.42 / 0.39",
+        "signal: injected-benchmark F1 on seeds 12-41 (WolfgangLanger and single_face, OpenCV 5.0) "
+        "0.41 / 0.43 / 0.48 / 0.44 at strides 3 / 4 / 5 / 6, held-out seeds 3-11 0.38 / 0.39 / 0.42 / 0.39",
     )
     register_shift: bool = Field(
         True, description="cancel the global shift between frames (phase correlation) before the flow"
