@@ -407,3 +407,24 @@ def test_run_stream_when_ctrl_c_during_startup_exits_130_without_traceback() -> 
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err, err
     assert proc.returncode in (0, 130), err
+
+
+def test_run_stream_when_opencv_lacks_contrib_modules_then_one_error_line_and_exit_2(tmp_path: Path) -> None:
+    """An install whose cv2 came from the wheel without contrib modules (three packages share that
+    folder) gets one line naming the fix for the default TV-L1 flow, not a traceback."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import cv2\n\ndel cv2.optflow\n")
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
+    proc = subprocess.run(
+        [sys.executable, "run_stream.py", "--source", "demo", "--max-frames", "30"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and "no contrib modules (cv2.optflow)" in errors[0], proc.stderr[-2000:]

