@@ -61,8 +61,7 @@ about ``k`` frames, a flow glitch one); when that movement delineates shorter th
 straddle a movement's main lobe and the opposite side lobe a lag away, so the pick may land on the
 side lobe (a 200-fps mouth movement did, with OpenCV 5.1, and was reported with its apex before its
 onset, from the frames of the lobe): a pick with a stronger opposite bump within ``lobe_reach`` lags
-is moved to that main lobe. The running mean raised the
-injected-benchmark F1 on every seed set:
+is moved to that main lobe. The running mean raised the injected-benchmark F1 on every seed set:
 0.33 -> 0.40 on seeds 0-2, 0.40 -> 0.42 on 3-5, 0.16 -> 0.20 on 6-11 (landmarks every frame), at
 one more false alarm on the untouched videos (5 -> 6).
 
