@@ -14,15 +14,19 @@ torch exactly (max |diff| 0 px at 256×256 with the defaults; that export takes 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from tqdm import tqdm
 
 from engine.errors import UserError
 from engine.paths import ensure_writable_dir
@@ -56,6 +60,23 @@ def parity_inputs(batch: int, height: int, width: int, seed: int = 0) -> tuple[n
     return np.stack(prevs), np.stack(nexts)
 
 
+def check_export_args(out: str | Path, height: int, width: int, batch: int, opset: int) -> Path:
+    """``out`` as a Path once the arguments are usable; a `UserError` naming the fix otherwise."""
+    if opset < MIN_OPSET:
+        raise UserError(
+            f"--opset {opset}: the TV-L1 graph needs opset >= {MIN_OPSET}; pass --opset {MIN_OPSET} or higher"
+        )
+    if min(height, width) < 8 or batch < 1:
+        raise UserError(f"--size {height} {width} --batch {batch}: expected H, W >= 8 and B >= 1")
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the ONNX file to write, e.g. {out / 'tvl1.onnx'}")
+    reason = ensure_writable_dir(out.parent)  # before minutes of export work, not after
+    if reason:
+        raise UserError(f"--out {out}: cannot write there ({reason}); choose another path")
+    return out
+
+
 def export_onnx(
     out: str | Path,
     height: int,
@@ -77,18 +98,7 @@ def export_onnx(
 
     from engine.flow.torch_tvl1 import TVL1Module, TVL1Params
 
-    if opset < MIN_OPSET:
-        raise UserError(
-            f"--opset {opset}: the TV-L1 graph needs opset >= {MIN_OPSET}; pass --opset {MIN_OPSET} or higher"
-        )
-    if min(height, width) < 8 or batch < 1:
-        raise UserError(f"--size {height} {width} --batch {batch}: expected H, W >= 8 and B >= 1")
-    out = Path(out)
-    if out.is_dir():
-        raise UserError(f"--out {out} is a folder; give the ONNX file to write, e.g. {out / 'tvl1.onnx'}")
-    reason = ensure_writable_dir(out.parent)  # before minutes of export work, not after
-    if reason:
-        raise UserError(f"--out {out}: cannot write there ({reason}); choose another path")
+    out = check_export_args(out, height, width, batch, opset)
     tvl1_params = replace(TVL1Params(), **{**EXPORT_DEFAULTS, **params})  # type: ignore[arg-type]
     module = TVL1Module(tvl1_params).eval()
     prev, nxt = (torch.from_numpy(a) for a in parity_inputs(batch, height, width))
@@ -173,6 +183,28 @@ def add_metadata(onnx_path: str | Path, **params: object) -> None:
     onnx.save(model, str(onnx_path))
 
 
+@contextlib.contextmanager
+def stage_progress(stages: list[str], refresh_s: float = 1.0) -> Iterator[tqdm]:
+    """A tqdm bar over the command's stages on stderr, redrawn every ``refresh_s`` so that a stage
+    running for minutes (the export) still shows its elapsed time. Set ``bar.set_description(stage)``
+    when a stage starts and ``bar.update()`` when it ends."""
+    bar = tqdm(total=len(stages), desc=stages[0], unit="stage", file=sys.stderr, dynamic_ncols=True)
+    done = threading.Event()
+
+    def redraw() -> None:
+        while not done.wait(refresh_s):
+            bar.refresh()
+
+    ticker = threading.Thread(target=redraw, name="export-progress", daemon=True)
+    ticker.start()
+    try:
+        yield bar
+    finally:
+        done.set()
+        ticker.join(timeout=refresh_s + 1)
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m exporters.onnx_export", description=__doc__.split("\n")[0]
@@ -212,17 +244,27 @@ def main(argv: list[str] | None = None) -> int:
         median_filtering=args.median,
         interpolation=args.interpolation,
     )
+    stages = ["export (minutes at 256x256)", "metadata"] + ([] if args.no_check else ["parity check"])
     try:
         from engine.flow.torch_tvl1 import TVL1Params
 
         replace(TVL1Params(), **params).check()  # type: ignore[arg-type]
-        path = export_onnx(
-            args.out, args.size[0], args.size[1], args.batch, args.opset, args.exporter, **params
-        )
-        add_metadata(path, **params)
+        check_export_args(args.out, args.size[0], args.size[1], args.batch, args.opset)  # before the bar
+        with stage_progress(stages) as bar:
+            path = export_onnx(
+                args.out, args.size[0], args.size[1], args.batch, args.opset, args.exporter, **params
+            )
+            bar.update()
+            bar.set_description(stages[1])
+            add_metadata(path, **params)
+            bar.update()
+            diff = None
+            if not args.no_check:
+                bar.set_description(stages[2])
+                diff = check_parity(path)
+                bar.update()
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-        if not args.no_check:
-            diff = check_parity(path)
+        if diff is not None:
             print(f"parity onnxruntime CPU vs torch: max |diff| = {diff:.2e} px")
             if diff > 1e-3:
                 print(f"error: parity check failed ({diff:.2e} px > 1e-3 px)", file=sys.stderr)

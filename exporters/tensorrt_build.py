@@ -41,8 +41,8 @@ def import_tensorrt() -> Any:
         import tensorrt as trt
     except ImportError:
         raise UserError(
-            "tensorrt is not installed; install the GPU extra (`pip install mellm-stream[gpu]`) on a machine "
-            "with an NVIDIA GPU"
+            "tensorrt is not installed; install the GPU extra from the project folder "
+            '(`pip install -e ".[gpu]"`) on a machine with an NVIDIA GPU'
         ) from None
     if gpu_count() == 0:
         raise UserError(

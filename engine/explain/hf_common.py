@@ -159,7 +159,9 @@ def load_adapter(model: Any, adapter: Path | None, explainer: str) -> Any:
     try:
         from peft import PeftModel
     except ImportError:
-        raise UserError("a LoRA adapter needs the peft package: pip install 'mellm-stream[mllm]'") from None
+        raise UserError(
+            'a LoRA adapter needs the peft package: pip install -e ".[mllm]" in the project folder'
+        ) from None
     try:
         return PeftModel.from_pretrained(model, str(adapter)).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
