@@ -290,19 +290,14 @@ def _journal_lines(path: Path) -> Iterator[str]:
         raise UserError(f"cannot read journal {path}: {exc.strerror or exc}; {fix}") from None
 
 
-def replay(
-    journal: str | Path, from_seq: int = 0, *, below_seq: int | None = None, topic: str = ""
-) -> Iterator[Message]:
-    """The journaled events of the latest run with ``from_seq <= seq < below_seq``, in journal order.
+def latest_run(journal: str | Path) -> tuple[int, int | None]:
+    """(first line, last seq) of the journal's latest run; last seq None when it holds no event.
 
-    A run starts where ``seq`` does not grow (the engine restarted and appended to the same
-    journal). Rotated segments are read oldest first (`engine.publish.journal.read_lines`).
-    ``topic``: keep only events whose topic starts with it. Malformed lines are logged and skipped.
+    A run starts where ``seq`` does not grow (the engine restarted and appended to the same journal).
     """
     path = Path(journal)
     if not path.exists() and not path.with_name(path.name + ".1").exists():
         raise UserError(f"journal {path} not found; give the file the engine writes with --journal")
-    # pass 1: where does the latest run start (line number)?
     start = 0
     prev: int | None = None
     bad = 0
@@ -317,6 +312,20 @@ def replay(
         prev = seq
     if bad:
         log.warning("journal %s: skipped %d malformed line(s)", path, bad)
+    return start, prev
+
+
+def replay(
+    journal: str | Path, from_seq: int = 0, *, below_seq: int | None = None, topic: str = ""
+) -> Iterator[Message]:
+    """The journaled events of the latest run with ``from_seq <= seq < below_seq``, in journal order.
+
+    A run starts where ``seq`` does not grow (the engine restarted and appended to the same
+    journal). Rotated segments are read oldest first (`engine.publish.journal.read_lines`).
+    ``topic``: keep only events whose topic starts with it. Malformed lines are logged and skipped.
+    """
+    path = Path(journal)
+    start, _ = latest_run(path)
     # pass 2: the run's lines in range (the journal may have grown: still a prefix, still in order)
     prev = None
     for i, line in enumerate(_journal_lines(path)):
@@ -456,6 +465,20 @@ def run(
         last: int | None = None  # seq of the last replayed/printed event of the journal's publisher
         replayed: OrderedDict[str, None] = OrderedDict()  # recent replayed event_ids (duplicate check)
         if replay_journal is not None:
+            _, last_seq = latest_run(replay_journal)
+            if last_seq is None or from_seq > last_seq:
+                ends = "holds no event" if last_seq is None else f"ends at seq {last_seq}"
+                if sub is None:
+                    raise UserError(
+                        f"--from {from_seq}: journal {replay_journal} (latest run) {ends}, so there is "
+                        "nothing to replay; give a smaller --from, or an ENDPOINT to wait for live events"
+                    )
+                print(
+                    f"note: journal {replay_journal} (latest run) {ends}; nothing to replay from "
+                    f"--from {from_seq}, waiting for live events",
+                    file=sys.stderr,
+                    flush=True,
+                )
             for msg in replay(replay_journal, from_seq, topic=topic):
                 if done():
                     return received

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -255,3 +256,53 @@ def test_run_when_live_jumps_or_repeats_then_filled_from_journal_and_deduplicate
         ctx.term()
     assert not t.is_alive()
     assert out.getvalue().splitlines() == lines
+
+
+def test_cli_when_from_is_past_the_journal_end_then_says_so(tmp_path: Path) -> None:
+    """Without an endpoint: exit 2 and one line naming where the journal ends (it waited in silence)."""
+    journal = tmp_path / "events.jsonl"
+    pub = ZmqPublisher(cfg(journal))
+    for i in range(5):
+        pub.emit(event(i))
+    pub.close()
+    res = subprocess.run(
+        [sys.executable, "-m", "engine.subscribe", "--replay", str(journal), "--from", "100"],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and "ends at seq 4" in res.stderr and "--from" in res.stderr
+
+
+def test_cli_when_from_is_past_the_journal_end_with_endpoint_then_notes_it_and_goes_live(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "events.jsonl"
+    pub = ZmqPublisher(cfg(journal))
+    for i in range(5):
+        pub.emit(event(i))
+    while pub.stats().journal_lines < 5:
+        time.sleep(0.01)
+    proc = subscribe_cli(
+        pub.endpoint, "--replay", str(journal), "--from", "100", "--json", "--count", "1", "--timeout", "20"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        i = 5
+        while proc.poll() is None and time.monotonic() < deadline:  # live events until it has one
+            pub.emit(event(i))
+            i += 1
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        pub.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    ends = re.search(r"ends at seq (\d+);", err)  # live events may be journaled before it reads
+    assert ends and int(ends.group(1)) >= 4 and "waiting for live events" in err
+    assert len(out.splitlines()) == 1 and json.loads(out)["seq"] >= 5
