@@ -37,7 +37,6 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine.events import DROP_REASONS
@@ -60,6 +59,26 @@ def safe_id(candidate_id: Any) -> str | None:
     """``candidate_id`` if it is a plain token usable in a URL path, else None."""
     cid = str(candidate_id) if candidate_id is not None else ""
     return cid if _SAFE_ID.fullmatch(cid) and cid not in (".", "..") else None
+
+
+def clip_file_name(candidate_id: str, outcome: dict[str, Any] | None) -> str | None:
+    """``<candidate_id>.mp4`` if ``outcome`` is an explanation whose ``clip`` ends in that file name.
+
+    An event can name any path (``/etc/passwd``, ``../../x``): this keeps only the one name the
+    engine's clip recorder gives a candidate's clip, so nothing else can ever be asked for.
+
+    >>> clip_file_name("c1", {"type": "explanation", "clip": "/srv/clips/c1.mp4"})
+    'c1.mp4'
+    >>> [clip_file_name("c1", {"type": "explanation", "clip": c}) for c in ("/etc/passwd", "c2.mp4", 7)]
+    [None, None, None]
+    """
+    if outcome is None or outcome.get("type") != "explanation":
+        return None
+    clip = outcome.get("clip")
+    if not isinstance(clip, str):
+        return None
+    name = f"{candidate_id}.mp4"
+    return name if clip.replace("\\", "/").rsplit("/", 1)[-1] == name else None
 
 
 def _number(x: Any) -> float | None:
@@ -263,12 +282,16 @@ class DashboardState:
             rec = self._candidates.get(candidate_id)
             return None if rec is None else rec.png
 
-    def clip_path(self, candidate_id: str) -> Path | None:
-        """The clip path named by the candidate's explanation event (only paths from events)."""
+    def clip_name(self, candidate_id: str) -> str | None:
+        """``<candidate_id>.mp4`` when the candidate's explanation event named that clip, else None.
+
+        Only the file name of the event's ``clip`` counts (the engine writes ``<candidate_id>.mp4``),
+        never its folder: the web side looks for it in its own clip folder (see `clip_file_name`).
+        """
         with self._lock:
             rec = self._candidates.get(candidate_id)
-            clip = rec.outcome.get("clip") if rec is not None and rec.outcome is not None else None
-        return Path(clip) if isinstance(clip, str) and clip else None
+            outcome = rec.outcome if rec is not None else None
+        return clip_file_name(candidate_id, outcome)
 
     def metrics_text(self) -> str:
         """All figures in the Prometheus text exposition format 0.0.4 (see `render_metrics`)."""
@@ -348,7 +371,7 @@ class DashboardState:
             }
         o = rec.outcome
         if o is not None and o.get("type") == "explanation":
-            clip = o.get("clip") if isinstance(o.get("clip"), str) and o.get("clip") else None
+            clip = clip_file_name(rec.candidate_id, o)
             view["outcome"] = "explanation"
             keys = ("seq", "time", "aus", "emotion", "emotion_detail", "text", "explainer", "latency_ms")
             view["explanation"] = {k: o.get(k) for k in keys}
@@ -520,6 +543,7 @@ __all__ = [
     "DashboardState",
     "EndpointState",
     "StreamState",
+    "clip_file_name",
     "escape_label",
     "render_metrics",
     "safe_id",
