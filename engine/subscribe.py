@@ -70,6 +70,7 @@ _DEDUP_WINDOW = 100_000  # replayed event ids remembered to skip their live copi
 # Waits are sliced so Python runs its signal handlers between them: a Ctrl-C that lands just before
 # an unbounded zmq poll starts would otherwise wait for the next message, maybe forever.
 _POLL_SLICE_MS = 250
+_RECONNECT_S = 1.0  # pause before connecting again after a handshake libzmq gives up on
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ class Subscriber:
         self.handshakes = 0
         self.handshake_failures = 0
         self._warned: set[int] = set()
+        self._reconnect_at: float | None = None
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
         self._socket = self._context.socket(zmq.SUB)
@@ -157,6 +159,8 @@ class Subscriber:
             ready = dict(self._poller.poll(wait_ms))
             if self._monitor is not None and self._monitor in ready:
                 self._read_monitor()
+            if self._reconnect_at is not None and time.monotonic() >= self._reconnect_at:
+                self._reconnect()
             if self._socket not in ready:
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
@@ -174,12 +178,23 @@ class Subscriber:
                 self.handshakes += 1
                 continue
             self.handshake_failures += 1
+            if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and self._reconnect_at is None:
+                # libzmq ends a connection that failed on a protocol error (e.g. a publisher without
+                # CURVE where CURVE is expected) and never retries it: whoever bound the port first
+                # would keep this subscriber deaf after the real engine is up. Retry ourselves.
+                self._reconnect_at = time.monotonic() + _RECONNECT_S
             if event not in self._warned:
                 self._warned.add(event)
                 log.warning(
                     "no events from %s: %s",
                     self.endpoint, _HANDSHAKE_HINTS.get(event, f"handshake failed (event {event})"),
                 )
+
+    def _reconnect(self) -> None:
+        self._reconnect_at = None
+        with contextlib.suppress(zmq.ZMQError):  # the failed connection may already be gone
+            self._socket.disconnect(self.endpoint)
+        self._socket.connect(self.endpoint)
 
     def _parse(self, frames: list[bytes]) -> Message | None:
         try:

@@ -96,8 +96,10 @@ class SubscriberThread(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 msg = self._sub.recv(_POLL_S)
-                if self._sub.malformed:
-                    self.state.set_malformed(self.endpoint, self._sub.malformed)
+                if counted := self.state.set_counts(
+                    self.endpoint, self._sub.malformed, self._sub.handshake_failures
+                ):
+                    self.on_updates(counted)
                 if msg is None:
                     continue
                 updates = self.state.ingest(self.endpoint, msg.event, msg.png)
@@ -396,9 +398,10 @@ def create_app(
         if name is None or folder is None:
             return PlainTextResponse("no clip for this candidate\n", status_code=404)
         deadline = time.monotonic() + _CLIP_WAIT_S
-        # The recorder renames the finished file into place, maybe a moment after the event.
         while (clip := await run_in_threadpool(read_clip, folder, name)) is None:
-            if time.monotonic() >= deadline:
+            # Wait only while nothing is there: the recorder renames the finished file into place,
+            # maybe a moment after the event. Something there but refused (a link) is 404 at once.
+            if os.path.lexists(folder / name) or time.monotonic() >= deadline:
                 return PlainTextResponse(f"clip {name} is not in the clip folder\n", status_code=404)
             await asyncio.sleep(0.2)
         return clip

@@ -140,6 +140,7 @@ class EndpointState:
     tracker: SeqTracker = field(default_factory=SeqTracker)
     messages: int = 0
     malformed: int = 0
+    handshake_failures: int = 0
     last_message: float | None = None
     streams: set[str] = field(default_factory=set)
 
@@ -181,10 +182,18 @@ class DashboardState:
         with self._lock:
             self._endpoint(endpoint)
 
-    def set_malformed(self, endpoint: str, count: int) -> None:
-        """The subscriber's count of malformed messages skipped on ``endpoint``."""
+    def set_counts(self, endpoint: str, malformed: int, handshake_failures: int) -> list[dict[str, Any]]:
+        """The subscriber's counts of malformed messages skipped and of refused CURVE handshakes.
+
+        Returns the endpoint's update for live pages when a count changed (a refused handshake
+        brings no message, so nothing else would tell the page), else nothing.
+        """
         with self._lock:
-            self._endpoint(endpoint).malformed = int(count)
+            ep = self._endpoint(endpoint)
+            if (ep.malformed, ep.handshake_failures) == (malformed, handshake_failures):
+                return []
+            ep.malformed, ep.handshake_failures = int(malformed), int(handshake_failures)
+            return [{"kind": "endpoint", "endpoint": self._endpoint_view(ep)}]
 
     def ingest(self, endpoint: str, event: dict[str, Any], png: bytes | None = None) -> list[dict[str, Any]]:
         """Record one received message; returns the updates for live clients.
@@ -420,6 +429,7 @@ class DashboardState:
             "gaps": sum(st.gap_count for st in streams),
             "missed": sum(st.missed for st in streams),
             "malformed": ep.malformed,
+            "handshake_failures": ep.handshake_failures,
             "last_message": ep.last_message,
             "streams": sorted(ep.streams),
         }
@@ -525,6 +535,8 @@ def render_metrics(
     per_endpoint = (
         ("mellm_messages_total", "Messages received from the endpoint.", lambda e: e.messages),
         ("mellm_malformed_messages_total", "Messages skipped as not contract v1.", lambda e: e.malformed),
+        ("mellm_handshake_failures_total", "CURVE handshakes with the endpoint that failed (wrong keys or "
+         "a publisher without CURVE): nothing from it is received.", lambda e: e.handshake_failures),
     )
     for name, help_, get in per_endpoint:
         _family(lines, name, "counter", help_, [({"endpoint": e.endpoint}, get(e)) for e in endpoints])

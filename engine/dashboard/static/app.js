@@ -308,7 +308,7 @@ function apply(u) {
 function renderEndpoints() {
   const box = document.getElementById("endpoints");
   box.replaceChildren(...[...model.endpoints.values()].map((e) => el("span", { class: "ep", "data-endpoint": e.endpoint,
-    text: `${e.endpoint}: ${e.messages} msgs · restarts ${e.restarts} · gaps ${e.gaps}${e.missed ? ` (${e.missed} missed)` : ""}` })));
+    text: `${e.endpoint}: ${e.messages} msgs · restarts ${e.restarts} · gaps ${e.gaps}${e.missed ? ` (${e.missed} missed)` : ""}${e.handshake_failures ? ` · CURVE handshake refused ×${e.handshake_failures}` : ""}` })));
 }
 
 async function refresh() {
