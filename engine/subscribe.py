@@ -3,6 +3,7 @@
     python -m engine.subscribe tcp://127.0.0.1:5556                  # readable lines
     python -m engine.subscribe tcp://127.0.0.1:5556 --json           # the raw JSON, one per line
     python -m engine.subscribe tcp://127.0.0.1:5556 --save-maps maps # fused maps as maps/<id>.png
+    python -m engine.subscribe tcp://127.0.0.1:5556 --save-maps maps --max-age-days 7 --max-bytes 500MiB
     python -m engine.subscribe tcp://127.0.0.1:5556 --topic mellm.candidate --count 5 --timeout 30
     python -m engine.subscribe --replay events.jsonl --from 1200 --json   # what was missed, then exit
     python -m engine.subscribe tcp://127.0.0.1:5556 --replay events.jsonl --from 1200  # ... then live
@@ -27,6 +28,10 @@ printed twice. Replay must run where the journal is (the engine's machine or a s
 
 CURVE (``--curve-server-key SERVER.key --curve-client-key CLIENT.key_secret``): see
 `engine.publish.curve`. A refused or failed handshake logs one warning line and receives nothing.
+
+Saved maps show faces and their names come from events: ``--save-maps`` writes only plain
+``<candidate_id>.png`` names inside its folder (`save_map`); ``--max-age-days``/``--max-bytes``
+delete the oldest (`engine.retention`).
 
 Library use (tests, dashboards)::
 
