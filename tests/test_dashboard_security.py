@@ -198,6 +198,7 @@ def test_dashboard_when_auth_required_answers_401_without_credential_and_200_wit
                     r = anon.get(route, headers=headers)
                     assert r.status_code == 401, (route, headers, r.status_code)
                     assert r.headers["www-authenticate"].startswith("Basic realm=")
+                    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
         for route in routes[:4]:
             assert dash.client.get(route).status_code == 200, route
         assert dash.client.get("/maps/c1.png").status_code == 404  # through the gate, nothing there

@@ -332,6 +332,34 @@ class Dashboard:
         self._running = False
 
 
+#: Sent with every response: the page loads only its own files and cannot be framed by another site.
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+     b"base-uri 'none'; form-action 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+class SecurityHeaders:
+    """Pure ASGI: adds `SECURITY_HEADERS` to every HTTP response (401s included)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def _sse(update: dict[str, Any]) -> str:
     return "data: " + json.dumps(update, separators=(",", ":"), allow_nan=False) + "\n\n"
 
@@ -435,5 +463,7 @@ def create_app(
         Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
     ]
-    middleware = [Middleware(AuthMiddleware, credentials=credentials)] if credentials else []
+    middleware = [Middleware(SecurityHeaders)]
+    if credentials:
+        middleware.append(Middleware(AuthMiddleware, credentials=credentials))
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
