@@ -121,6 +121,7 @@ class Pipeline:
             "candidates": self.counters.candidates,
             "worker": ws,
             "publish": self.sink.stats().to_json() if hasattr(self.sink, "stats") else {},
+            **({"clips": dataclasses.asdict(self.clips.stats())} if self.clips is not None else {}),
         }
 
     def _status_loop(self) -> None:
@@ -254,6 +255,8 @@ def _build(
             post_s=cc.post_s,
             max_buffer_s=cc.max_buffer_s,
             map_wait_s=cc.map_wait_s,
+            max_age_days=cc.max_age_days,
+            max_bytes=cc.max_bytes,
         )
         closers.append(clips.close)
 

@@ -3,6 +3,7 @@
     python -m engine.subscribe tcp://127.0.0.1:5556                  # readable lines
     python -m engine.subscribe tcp://127.0.0.1:5556 --json           # the raw JSON, one per line
     python -m engine.subscribe tcp://127.0.0.1:5556 --save-maps maps # fused maps as maps/<id>.png
+    python -m engine.subscribe tcp://127.0.0.1:5556 --save-maps maps --max-age-days 7 --max-bytes 500MiB
     python -m engine.subscribe tcp://127.0.0.1:5556 --topic mellm.candidate --count 5 --timeout 30
     python -m engine.subscribe --replay events.jsonl --from 1200 --json   # what was missed, then exit
     python -m engine.subscribe tcp://127.0.0.1:5556 --replay events.jsonl --from 1200  # ... then live
@@ -28,6 +29,10 @@ printed twice. Replay must run where the journal is (the engine's machine or a s
 CURVE (``--curve-server-key SERVER.key --curve-client-key CLIENT.key_secret``): see
 `engine.publish.curve`. A refused or failed handshake logs one warning line and receives nothing.
 
+Saved maps show faces and their names come from events: ``--save-maps`` writes only plain
+``<candidate_id>.png`` names inside its folder (`save_map`); ``--max-age-days``/``--max-bytes``
+delete the oldest (`engine.retention`).
+
 Library use (tests, dashboards)::
 
     for topic, event, png in iter_events("tcp://127.0.0.1:5556", timeout_s=5):
@@ -37,6 +42,7 @@ Library use (tests, dashboards)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -44,6 +50,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -56,8 +63,10 @@ from zmq.utils.monitor import recv_monitor_message
 
 from engine.errors import UserError
 from engine.events import topic as event_topic
+from engine.paths import confined_path
 from engine.publish.curve import make_client
 from engine.publish.journal import read_lines
+from engine.retention import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,7 @@ _DEDUP_WINDOW = 100_000  # replayed event ids remembered to skip their live copi
 # Waits are sliced so Python runs its signal handlers between them: a Ctrl-C that lands just before
 # an unbounded zmq poll starts would otherwise wait for the next message, maybe forever.
 _POLL_SLICE_MS = 250
+_RECONNECT_S = 1.0  # pause before connecting again after a handshake libzmq gives up on
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,7 @@ class Subscriber:
         self.handshakes = 0
         self.handshake_failures = 0
         self._warned: set[int] = set()
+        self._reconnect_at: float | None = None
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
         self._socket = self._context.socket(zmq.SUB)
@@ -153,6 +164,8 @@ class Subscriber:
             ready = dict(self._poller.poll(wait_ms))
             if self._monitor is not None and self._monitor in ready:
                 self._read_monitor()
+            if self._reconnect_at is not None and time.monotonic() >= self._reconnect_at:
+                self._reconnect()
             if self._socket not in ready:
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
@@ -170,12 +183,23 @@ class Subscriber:
                 self.handshakes += 1
                 continue
             self.handshake_failures += 1
+            if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and self._reconnect_at is None:
+                # libzmq ends a connection that failed on a protocol error (e.g. a publisher without
+                # CURVE where CURVE is expected) and never retries it: whoever bound the port first
+                # would keep this subscriber deaf after the real engine is up. Retry ourselves.
+                self._reconnect_at = time.monotonic() + _RECONNECT_S
             if event not in self._warned:
                 self._warned.add(event)
                 log.warning(
                     "no events from %s: %s",
                     self.endpoint, _HANDSHAKE_HINTS.get(event, f"handshake failed (event {event})"),
                 )
+
+    def _reconnect(self) -> None:
+        self._reconnect_at = None
+        with contextlib.suppress(zmq.ZMQError):  # the failed connection may already be gone
+            self._socket.disconnect(self.endpoint)
+        self._socket.connect(self.endpoint)
 
     def _parse(self, frames: list[bytes]) -> Message | None:
         try:
@@ -410,15 +434,35 @@ def format_event(event: dict[str, Any]) -> list[str]:
     return [f"{head} {json.dumps(event, ensure_ascii=False)}"]
 
 
-def save_map(directory: Path, event: dict[str, Any], png: bytes) -> Path:
-    """Write ``png`` as ``directory/<candidate_id>.png`` (the id is checked to be a plain file name)."""
-    cid = str(event.get("candidate_id", ""))
-    if not _SAFE_ID.fullmatch(cid) or cid in (".", ".."):
-        cid = f"seq{event.get('seq', 'unknown')}"
-    path = directory / f"{cid}.png"
-    tmp = path.with_suffix(".png.tmp")
-    tmp.write_bytes(png)
-    os.replace(tmp, path)  # a reader never sees half a PNG
+def save_map(directory: Path, event: dict[str, Any], png: bytes) -> Path | None:
+    """Write ``png`` as ``directory/<candidate_id>.png`` (``seq<N>.png`` without a usable id).
+
+    The name comes from the event, so whoever can publish chooses it: it must be a plain file name
+    that stays inside ``directory`` once symbolic links are followed (`engine.paths.confined_path`),
+    else nothing is written and None is returned (with a warning). The bytes go to a fresh private
+    temporary file (created exclusively: never through a planted link) renamed into place, so a
+    reader never sees half a PNG.
+    """
+    cid, seq = event.get("candidate_id"), event.get("seq")
+    if isinstance(cid, str) and _SAFE_ID.fullmatch(cid):
+        name = f"{cid}.png"
+    elif type(seq) is int:
+        name = f"seq{seq}.png"
+    else:
+        name = ""
+    path = confined_path(directory, name)
+    if path is None:
+        log.warning("map not saved: %r is no plain file name inside %s", name or cid, directory)
+        return None
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".png.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(png)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 
@@ -435,9 +479,15 @@ def run(
     from_seq: int = 0,
     curve_server_key: Path | None = None,
     curve_client_key: Path | None = None,
+    max_age_days: float = 0.0,
+    max_bytes: int = 0,
 ) -> int:
-    """The CLI's loop: replay the journal (if given), then live events (if ``endpoint``); returns how many."""
+    """The CLI's loop: replay the journal (if given), then live events (if ``endpoint``); returns how many.
+
+    ``max_age_days``/``max_bytes``: retention of the saved maps (`engine.retention`; 0 = off).
+    """
     tracker = SeqTracker() if not topic else None
+    sweeper: Sweeper | None = None
     received = 0
 
     def show(msg: Message) -> None:
@@ -449,7 +499,9 @@ def run(
         lines = [msg.raw] if as_json else format_event(msg.event)
         if save_maps is not None and msg.png is not None:
             path = save_map(save_maps, msg.event, msg.png)
-            if not as_json:
+            if sweeper is not None:
+                sweeper.poke()
+            if not as_json and path is not None:
                 lines[0] += f"  map: {path}"
         print("\n".join(lines), file=out, flush=True)
 
@@ -462,6 +514,8 @@ def run(
             endpoint, topic, curve_server_key=curve_server_key, curve_client_key=curve_client_key
         )
     try:
+        if save_maps is not None:
+            sweeper = Sweeper(save_maps, "*.png", max_age_days=max_age_days, max_bytes=max_bytes)
         last: int | None = None  # seq of the last replayed/printed event of the journal's publisher
         replayed: OrderedDict[str, None] = OrderedDict()  # recent replayed event_ids (duplicate check)
         if replay_journal is not None:
@@ -507,6 +561,8 @@ def run(
     finally:
         if sub is not None:
             sub.close()
+        if sweeper is not None:
+            sweeper.close()
     return received
 
 
@@ -519,6 +575,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print each event's raw JSON line")
     p.add_argument("--save-maps", metavar="DIR", type=Path, help="write fused maps as DIR/<candidate_id>.png")
+    p.add_argument(
+        "--max-age-days", type=float, default=0.0, metavar="D",
+        help="with --save-maps: delete saved maps older than D days (they show faces; 0 = keep)",
+    )
+    p.add_argument(
+        "--max-bytes", default="0", metavar="SIZE",
+        help="with --save-maps: delete the oldest maps while DIR holds more, e.g. 500MiB (0 = no limit)",
+    )
     p.add_argument(
         "--topic", default="", metavar="PREFIX", help="topic prefix, e.g. mellm.candidate (no gap check)"
     )
@@ -536,6 +600,17 @@ def _parser() -> argparse.ArgumentParser:
         "--curve-client-key", metavar="CLIENT.key_secret", type=Path, help="CURVE: this client's key pair"
     )
     return p
+def _byte_size(text: str) -> int:
+    """``--max-bytes``: a number of bytes, or with a unit such as 500MiB or 2GB."""
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        return int(TypeAdapter(ByteSize).validate_python(text))
+    except ValidationError:
+        hint = "a size such as 500MiB or 2GB (0 = no limit)"
+        raise UserError(f"--max-bytes expects {hint}, got {text!r}") from None
+
+
 def _sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -554,6 +629,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--count must be at least 1, got {args.count}")
         if args.timeout is not None and not (0 < args.timeout < math.inf):
             raise UserError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
+        max_bytes = _byte_size(args.max_bytes)
+        if not (0 <= args.max_age_days < math.inf):
+            raise UserError(f"--max-age-days must be a number of days >= 0, got {args.max_age_days}")
+        if (args.max_age_days or max_bytes) and args.save_maps is None:
+            raise UserError("--max-age-days and --max-bytes limit the maps of --save-maps DIR; give it")
         if args.save_maps is not None:
             try:
                 args.save_maps.mkdir(parents=True, exist_ok=True)
@@ -571,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
             from_seq=args.from_seq or 0,
             curve_server_key=args.curve_server_key,
             curve_client_key=args.curve_client_key,
+            max_age_days=args.max_age_days,
+            max_bytes=max_bytes,
         )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -29,6 +29,10 @@ it everywhere. Browsers do not play it; the dashboard re-encodes a clip to WebM 
 OpenCV's FFmpeg here has no H.264 encoder, and ``vp09`` (VP9 in MP4, browser-playable) costs about
 200 ms a frame on this CPU; pass ``codec="vp09"`` where that is affordable.
 
+Retention: clips show the faces of the people recorded. With ``max_age_days`` or ``max_bytes`` a
+`engine.retention.Sweeper` deletes the folder's oldest ``*.mp4`` past either limit, at start (what
+earlier runs left), after each written clip and every minute; ``stats().deleted`` counts them.
+
 Integration (the video thread)::
 
     clips = ClipRecorder("clips", fps=source.fps or 30.0, map_wait_s=10.0)
@@ -65,6 +69,7 @@ from engine.face.regions import NOSE_TIP, REGIONS
 from engine.flow.base import FlowBackend
 from engine.fusion.mellm_map import mellm_map
 from engine.paths import ensure_writable_dir
+from engine.retention import Sweeper
 from engine.types import Candidate, FaceObservation, Frame
 
 log = logging.getLogger(__name__)
@@ -91,7 +96,8 @@ class BufferedFrame:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ClipStats:
-    """Counts since construction: clips written, failed to write, skipped (queue full), still pending."""
+    """Counts since construction: clips written, failed to write, skipped (queue full), still pending,
+    and clips deleted by retention (with their bytes)."""
 
     written: int
     failed: int
@@ -100,6 +106,8 @@ class ClipStats:
     queued: int
     buffered_frames: int
     buffer_capacity: int
+    deleted: int = 0
+    deleted_bytes: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -118,7 +126,8 @@ class ClipRecorder:
     the clip starts later than asked; the default 6 s covers the spotter's 4 s maximum interval);
     ``codec``: a fourcc OpenCV can write into MP4; ``queue_size``: clips waiting for the writer;
     ``flow``: the flow backend of the side panel's own map (default DIS ``medium``);
-    ``map_wait_s``: how long the writer waits for a `set_map` map before computing its own.
+    ``map_wait_s``: how long the writer waits for a `set_map` map before computing its own;
+    ``max_age_days``/``max_bytes``: retention of the folder's clips (0 = off; module docstring).
 
     ``push`` and ``add`` are for one thread (the video thread); ``set_map``, ``stats`` and ``close``
     may be called from any thread.
@@ -135,6 +144,8 @@ class ClipRecorder:
         queue_size: int = 8,
         flow: FlowBackend | None = None,
         map_wait_s: float = 0.0,
+        max_age_days: float = 0.0,
+        max_bytes: int = 0,
     ) -> None:
         if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps: expected a positive frame rate, got {fps!r}")
@@ -171,6 +182,7 @@ class ClipRecorder:
         self._failed = 0
         self._skipped = 0
         self._closed = False
+        self._retention = Sweeper(self.out_dir, "*.mp4", max_age_days=max_age_days, max_bytes=max_bytes)
         self._writer = threading.Thread(target=self._write_loop, name="clip-writer", daemon=True)
         self._writer.start()
 
@@ -253,6 +265,8 @@ class ClipRecorder:
                 queued=self._jobs.qsize(),
                 buffered_frames=len(self._buffer),
                 buffer_capacity=self._buffer.maxlen or 0,
+                deleted=self._retention.deleted,
+                deleted_bytes=self._retention.deleted_bytes,
             )
 
     def close(self, timeout_s: float = 60.0) -> None:
@@ -269,6 +283,7 @@ class ClipRecorder:
         self._writer.join(timeout_s)
         if self._writer.is_alive():
             log.error("clip writer did not finish within %.0f s", timeout_s)
+        self._retention.close()
 
     def __enter__(self) -> ClipRecorder:
         return self
@@ -292,6 +307,7 @@ class ClipRecorder:
             else:
                 with self._lock:
                     self._written += 1
+                self._retention.poke()
 
     def _map(self, cand: Candidate) -> np.ndarray:
         """The map given by `set_map` (waiting up to ``map_wait_s``), else computed from the crops."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ByteSize, ConfigDict, Field
 
 
 class ClipsConfig(BaseModel):
@@ -16,3 +16,11 @@ class ClipsConfig(BaseModel):
     post_s: float = Field(0.5, ge=0, description="seconds after the offset")
     max_buffer_s: float = Field(6.0, gt=0, description="ring buffer of recent face crops; bounds memory")
     map_wait_s: float = Field(10.0, ge=0, description="how long the writer waits for the published map")
+    max_age_days: float = Field(
+        0.0, ge=0, description="delete clips older than this many days, oldest first (0 = keep forever)"
+    )
+    max_bytes: ByteSize = Field(
+        ByteSize(0),
+        ge=0,
+        description='delete the oldest clips while the folder holds more, e.g. "2GiB" (0 = no limit)',
+    )

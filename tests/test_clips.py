@@ -6,6 +6,8 @@ their onset and apex frames, so the clip's expected span is known exactly.
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 import tracemalloc
@@ -20,10 +22,12 @@ from engine.face.mediapipe_tracker import MediaPipeTracker, create_landmarker
 from engine.face.regions import NOSE_TIP
 from engine.flow.opencv_backends import DISFlow
 from engine.fusion.mellm_map import mellm_map
+from engine.retention import DAY_S, prune
 from engine.sources.config import DemoConfig
 from engine.sources.demo import DemoSource
 from engine.types import Candidate, FaceObservation, Frame, TimePoint
 from exporters.clips import ClipRecorder
+from tests.helpers import free_port, read_journal, run_cli
 
 FPS = 30.0
 PRE_S = POST_S = 0.5
@@ -239,3 +243,85 @@ def test_clip_recorder_when_fed_long_keeps_memory_flat(tmp_path: Path) -> None:
 def test_clip_recorder_when_arguments_are_bad_raises_value_error(tmp_path: Path, kwargs: dict, message: str):
     with pytest.raises(ValueError, match=message):
         ClipRecorder(tmp_path, **kwargs)
+
+
+# -- retention (clips.max_age_days, clips.max_bytes) -------------------------------------------------
+
+
+def _aged(path: Path, days: float) -> Path:
+    t = time.time() - days * DAY_S
+    os.utime(path, (t, t), follow_symlinks=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("max_age_days", "max_bytes", "kept"),
+    [
+        (0, 0, "abcde"),  # no limit: nothing deleted
+        (0, 250, "de"),  # 500 bytes: the oldest go until 200 remain
+        (2.5, 0, "de"),  # older than 2.5 days: a (5 d), b (4 d), c (3 d)
+        (4.5, 150, "e"),  # a by age, then b, c, d by size
+        (0, 100, "e"),
+        (0, 99, ""),  # even the newest clip, alone over the limit
+    ],
+)
+def test_prune_when_limits_set_deletes_oldest_clips_first_and_nothing_else(
+    tmp_path: Path, max_age_days: float, max_bytes: int, kept: str
+) -> None:
+    folder, outside = tmp_path / "clips", tmp_path / "outside.mp4"
+    folder.mkdir()
+    outside.write_bytes(b"o" * 100)
+    _aged(outside, 9)
+    for age, name in zip((5, 4, 3, 2, 1), "abcde", strict=True):  # a is the oldest
+        (folder / f"{name}.mp4").write_bytes(b"x" * 100)
+        _aged(folder / f"{name}.mp4", age)
+    # Never touched, however old: a clip being written, other files, a link (and where it leads), a folder.
+    others = [folder / ".f.part.mp4", folder / "notes.txt", folder / "link.mp4", folder / "sub.mp4"]
+    others[0].write_bytes(b"p" * 100)
+    others[1].write_text("n" * 100)
+    others[2].symlink_to(outside)
+    others[3].mkdir()
+    for p in others:
+        _aged(p, 30)
+    done = prune(folder, "*.mp4", max_age_s=max_age_days * DAY_S, max_bytes=max_bytes)
+    assert sorted(p.stem for p in folder.glob("?.mp4")) == list(kept)
+    assert (done.deleted, done.deleted_bytes) == (5 - len(kept), 100 * (5 - len(kept)))
+    assert all(os.path.lexists(p) for p in others) and outside.read_bytes() == b"o" * 100
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit", ["max_bytes", "max_age_days"])
+def test_clip_recorder_when_retention_set_deletes_oldest_clips_and_counts_them(
+    recorded: dict, tmp_path: Path, limit: str
+) -> None:
+    """Clips of earlier runs (3, 2, 1 days old) and a new one: the two oldest go, counted in stats."""
+    real = Path(recorded["paths"]["cand0"])
+    size = real.stat().st_size
+    for k, age in enumerate((3, 2, 1)):
+        _aged(Path(shutil.copyfile(real, tmp_path / f"old{k}.mp4")), age)
+    kw = {"max_bytes": int(2.5 * size)} if limit == "max_bytes" else {"max_age_days": 1.5}
+    rec = ClipRecorder(tmp_path, fps=FPS, max_buffer_s=4.0, **kw)
+    obs, truth = recorded["obs"], recorded["truth"][0]
+    for i in range(truth.offset.frame + 20):
+        rec.push(Frame(i, i / FPS, np.zeros((4, 4, 3), np.uint8)), obs[i])
+    rec.add(_candidate("fresh", truth, obs))
+    rec.close()
+    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == ["fresh.mp4", "old2.mp4"]
+    stats = rec.stats()
+    assert (stats.written, stats.deleted, stats.deleted_bytes) == (1, 2, 2 * size)
+
+
+@pytest.mark.slow
+def test_run_stream_when_clips_max_bytes_tiny_deletes_every_clip_and_status_counts_them(tmp_path: Path):
+    journal, clips = tmp_path / "events.jsonl", tmp_path / "clips"
+    sets = ["demo.duration_s=8", "demo.events=2", "demo.seed=1", "clips.enabled=true", f"clips.dir='{clips}'",
+            "clips.max_bytes=1"]
+    proc = run_cli("--source", "demo", *(a for kv in sets for a in ("--set", kv)),
+                   "--pub", f"tcp://127.0.0.1:{free_port()}", "--journal", str(journal))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = read_journal(journal)
+    final = [e for e in events if e["type"] == "status"][-1]["clips"]
+    explained = [e for e in events if e["type"] == "explanation"]
+    assert explained and final["written"] == len(explained) and final["failed"] == 0
+    assert final["deleted"] == final["written"] and final["deleted_bytes"] > 0
+    assert list(clips.glob("*.mp4")) == []

@@ -131,7 +131,7 @@ def test_dashboard_when_fed_by_publisher_serves_state_maps_clips_and_metrics(sto
     clip = tmp_path / f"{c1.candidate_id}.mp4"
     write_clip(clip, [c1.onset_face.crop, c1.apex_face.crop] * 6)
     c1 = Candidate(**{f: getattr(c1, f) for f in c1.__dataclass_fields__ if f != "clip"}, clip=str(clip))
-    dashboard = Dashboard([endpoint])
+    dashboard = Dashboard([endpoint], clips_dir=tmp_path)
     with TestClient(create_app(dashboard)) as client:
         assert client.get("/api/state").json()["streams"] == []
         pub = ZmqPublisher(PublishConfig(endpoint=endpoint, journal=str(journal), startup_wait_s=0))

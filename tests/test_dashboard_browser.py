@@ -4,17 +4,15 @@ Two real engines run on the demo source as subprocesses: ``demo`` explains its c
 rules explainer; ``droppy`` has a 1 µs explanation deadline, so each of its candidates ends in
 ``dropped`` with reason ``timeout``. The dashboard subscribes to both and the page is opened
 *before* the engines start, so everything it shows arrived live. A screenshot is written to the
-test's tmp dir and copied to a stable path printed in the test output.
+test's tmp dir (its path is printed in the test output); every port is a free one.
 
 CI installs the browser with: ``apt-get install -y chromium chromium-driver``.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,7 +26,6 @@ from tests.test_dashboard import metric_samples
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOT = Path(tempfile.gettempdir()) / "mellm-stream" / "dashboard_browser.png"
 CHROME_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -54,7 +51,8 @@ def _browser(profile: Path) -> Any:
 def _spawn(args: list[str], log: Path) -> subprocess.Popen:
     out = log.open("w")
     cmd = [sys.executable, *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT)
+    # run in the test's tmp dir: whatever a process writes beside it stays in pytest's folders
+    return subprocess.Popen(cmd, cwd=log.parent, env=env(), stdout=out, stderr=subprocess.STDOUT)
 
 
 def _stop(p: subprocess.Popen) -> None:
@@ -97,11 +95,12 @@ def test_dashboard_in_chromium_shows_live_health_candidates_and_drops(tmp_path: 
         assert driver.find_elements(By.CSS_SELECTOR, "section.stream") == []
 
         journals = {name: tmp_path / f"{name}.jsonl" for name in ("demo", "droppy")}
-        engine = _spawn(["run_stream.py", *DEMO, "--pub", f"tcp://127.0.0.1:{ports['demo']}",
+        engine = _spawn([str(ROOT / "run_stream.py"), *DEMO, "--pub", f"tcp://127.0.0.1:{ports['demo']}",
                          "--journal", str(journals["demo"])], tmp_path / "engine_demo.log")
         procs.append(engine)
         droppy = ["--stream", "droppy", "--set", "explain.deadline_s=0.000001"]
-        procs.append(_spawn(["run_stream.py", *DEMO, *droppy, "--pub", f"tcp://127.0.0.1:{ports['droppy']}",
+        procs.append(_spawn([str(ROOT / "run_stream.py"), *DEMO, *droppy,
+                             "--pub", f"tcp://127.0.0.1:{ports['droppy']}",
                              "--journal", str(journals["droppy"])], tmp_path / "engine_droppy.log"))
 
         demo_sel = 'section.stream[data-stream="demo"]'
@@ -158,10 +157,8 @@ def test_dashboard_in_chromium_shows_live_health_candidates_and_drops(tmp_path: 
         shot = tmp_path / "dashboard.png"
         driver.execute_script("window.scrollTo(0, 0)")
         assert driver.save_screenshot(str(shot))
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
         with capsys.disabled():
-            print(f"\ndashboard screenshot: {SCREENSHOT}")
+            print(f"\ndashboard screenshot: {shot}")
         severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert severe == [], severe
     finally:

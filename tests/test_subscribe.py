@@ -263,3 +263,48 @@ def test_format_event_when_unknown_or_partial_then_no_crash() -> None:
     lines = format_event({"type": "candidate", "seq": 1, "onset": "bad", "time": "nope"})
     assert lines[0].startswith("--:--:--.--- candidate") and "onset ?" in lines[1]
     assert "mystery" in format_event({"type": "mystery", "stream": "s"})[0]
+
+
+def test_cli_save_maps_when_event_names_paths_writes_only_plain_names_inside_the_folder(tmp_path: Path):
+    """Whoever can publish chooses the map's name: no escape by ``..``, absolute names or planted links.
+
+    Old maps past ``--max-age-days`` are deleted as well (they show faces)."""
+    maps, outside = tmp_path / "maps", tmp_path / "outside"
+    maps.mkdir()
+    outside.mkdir()
+    target = outside / "target.png"
+    target.write_bytes(b"not yours")
+    (maps / "planted.png").symlink_to(target)
+    (maps / "ok.png.tmp").symlink_to(target)  # where the writer used to put its temporary file
+    for name, days in (("old.png", 10), ("keep.png", 1)):
+        (maps / name).write_bytes(b"an earlier map")
+        t = time.time() - days * 86_400
+        os.utime(maps / name, (t, t))
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    sent = [("../escape", 0), ("/etc/evil", "../../evil"), ("planted", 2), ("ok", 3)]
+    endpoint = f"ipc://{tmp_path}/raw.sock"
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.XPUB)
+    raw.bind(endpoint)
+    proc = spawn(endpoint, "--count", str(len(sent)), "--timeout", "10", "--save-maps", str(maps),
+                 "--max-age-days", "5")
+    try:
+        assert raw.poll(20_000), "the subscriber never subscribed"
+        assert raw.recv() == b"\x01"
+        for cid, seq in sent:
+            ev = {**make_event("candidate", "demo", candidate_id=cid), "seq": seq}
+            raw.send_multipart([b"mellm.candidate.demo", json.dumps(ev).encode(), png])
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raw.close(linger=0)
+        ctx.term()
+    assert proc.returncode == 0, err
+    names = ["keep.png", "ok.png", "ok.png.tmp", "planted.png", "seq0.png"]
+    assert sorted(p.name for p in maps.iterdir()) == names
+    assert (maps / "ok.png").read_bytes() == (maps / "seq0.png").read_bytes() == png
+    assert (maps / "planted.png").is_symlink() and target.read_bytes() == b"not yours"  # refused, untouched
+    assert sorted(p.name for p in tmp_path.rglob("*") if "evil" in p.name or "escape" in p.name) == []
+    assert err.count("map not saved") == 2

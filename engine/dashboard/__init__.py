@@ -4,6 +4,9 @@ A small Starlette web app that is itself a ZeroMQ subscriber of one or several e
 the health of ``status`` with a short history chart, the timeline of candidates with their fused
 maps, action units, emotion, explanation (or the reason they were dropped) and event clips, live by
 server-sent events; ``/metrics`` in the Prometheus text format. See `engine.dashboard.app`.
+
+The page shows faces: clips come only from its own clip folder, any non-loopback bind needs a
+credential (`engine.dashboard.auth`), and CURVE keys make it hear only the real engine.
 """
 
 from __future__ import annotations

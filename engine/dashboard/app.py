@@ -10,13 +10,18 @@ Routes:
   ``candidate``, ``evict``, ``endpoint``; ``resync`` when a slow page fell behind and must refetch).
 * ``/api/state``: everything the dashboard holds, as JSON.
 * ``/maps/{candidate_id}.png``: the fused map exactly as it arrived with the candidate event.
-* ``/clips/{candidate_id}.mp4``: the event clip named by the candidate's explanation event (only
-  paths that came in events are served; anything else is 404).
+* ``/clips/{candidate_id}.mp4``: the candidate's event clip, ``CLIPS_DIR/<candidate_id>.mp4``, served
+  only when its explanation event named that clip and the file, links followed, is a regular file
+  inside the dashboard's own clip folder (``clips_dir``); anything else is 404. The folder of the
+  event's path is never used: whoever can publish an event must not choose what this server reads.
 * ``/clips/{candidate_id}.webm``: the same clip re-encoded as VP8 WebM for the page's player,
   because browsers do not decode the MPEG-4 Part 2 (``mp4v``) video that OpenCV writes quickly
   here (OpenCV's FFmpeg has no H.264 encoder, and VP9 costs about 200 ms a frame on this CPU).
   Done once per clip when a person presses play, cached in a bounded LRU.
 * ``/metrics``: Prometheus text format 0.0.4.
+
+With ``credentials`` (`engine.dashboard.auth`) every route, ``/events`` and ``/metrics`` included,
+answers 401 without a valid bearer token or basic credential.
 
 >>> app = create_app(Dashboard(["tcp://127.0.0.1:5556"]))  # doctest: +SKIP
 """
@@ -27,23 +32,29 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import stat
 import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import zmq
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from engine.dashboard.auth import AuthMiddleware, Credentials
 from engine.dashboard.state import DashboardState, safe_id
+from engine.paths import confined_path
 from engine.subscribe import Subscriber
 
 log = logging.getLogger(__name__)
@@ -85,8 +96,10 @@ class SubscriberThread(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 msg = self._sub.recv(_POLL_S)
-                if self._sub.malformed:
-                    self.state.set_malformed(self.endpoint, self._sub.malformed)
+                if counted := self.state.set_counts(
+                    self.endpoint, self._sub.malformed, self._sub.handshake_failures
+                ):
+                    self.on_updates(counted)
                 if msg is None:
                     continue
                 updates = self.state.ingest(self.endpoint, msg.event, msg.png)
@@ -161,15 +174,14 @@ class ClipTranscoder:
         self._size = 0
         self._lock = threading.Lock()
 
-    def webm(self, path: Path) -> bytes:
-        """The clip at ``path`` as WebM (VP8); raises ``ValueError`` when OpenCV cannot read it."""
-        st = path.stat()
-        key = (str(path), st.st_mtime_ns, st.st_size)
+    def webm(self, clip: ClipFile) -> bytes:
+        """``clip`` as WebM (VP8); raises ``ValueError`` when OpenCV cannot read it."""
+        key = (clip.name, clip.mtime_ns, len(clip.data))
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        data = transcode_webm(path)
+        data = transcode_webm(clip.data)
         with self._lock:
             self._cache[key] = data
             self._size += len(data)
@@ -179,39 +191,80 @@ class ClipTranscoder:
         return data
 
 
-def transcode_webm(path: Path) -> bytes:
-    """Decode ``path`` with OpenCV and encode it as VP8 WebM at the same size and frame rate."""
+def transcode_webm(mp4: bytes) -> bytes:
+    """Decode the MP4 bytes ``mp4`` with OpenCV and encode them as VP8 WebM (same size and frame rate).
+
+    OpenCV reads files only: the bytes go to a private temporary folder first, so what is decoded
+    is exactly what was checked and read (`read_clip`), never a file swapped in meanwhile.
+    """
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    with tempfile.TemporaryDirectory(prefix="mellm-clip-") as tmp:
+        src = Path(tmp) / "clip.mp4"
+        src.write_bytes(mp4)
+        cap = cv2.VideoCapture(str(src))
+        try:
+            return _transcode(cap, Path(tmp) / "clip.webm")
+        finally:
+            cap.release()
+
+
+def _transcode(cap: Any, out: Path) -> bytes:
+    import cv2
+
+    if not cap.isOpened():
+        raise ValueError("OpenCV cannot open the clip")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = None
+    n = 0
     try:
-        if not cap.isOpened():
-            raise ValueError(f"OpenCV cannot open the clip {path}")
-        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-        with tempfile.TemporaryDirectory(prefix="mellm-clip-") as tmp:
-            out = Path(tmp) / "clip.webm"
-            writer = None
-            n = 0
-            try:
-                while True:
-                    ok, frame = cap.read()
-                    if not ok:
-                        break
-                    if writer is None:
-                        h, w = frame.shape[:2]
-                        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"VP80"), fps, (w, h))
-                        if not writer.isOpened():
-                            raise ValueError("OpenCV cannot write VP8 WebM here")
-                    writer.write(frame)
-                    n += 1
-            finally:
-                if writer is not None:
-                    writer.release()
-            if n == 0:
-                raise ValueError(f"the clip {path} has no frames OpenCV can decode")
-            return out.read_bytes()
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"VP80"), fps, (w, h))
+                if not writer.isOpened():
+                    raise ValueError("OpenCV cannot write VP8 WebM here")
+            writer.write(frame)
+            n += 1
     finally:
-        cap.release()
+        if writer is not None:
+            writer.release()
+    if n == 0:
+        raise ValueError("the clip has no frames OpenCV can decode")
+    return out.read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class ClipFile:
+    """A clip as read from the clip folder: its file name, modification time and bytes."""
+
+    name: str
+    mtime_ns: int
+    data: bytes
+
+
+def read_clip(clips_dir: Path, name: str) -> ClipFile | None:
+    """The regular file ``clips_dir/name``, or None when it is missing or anything but that.
+
+    `confined_path` rejects names with a folder part and links that lead out of ``clips_dir``;
+    the file is then opened without following a link (``O_NOFOLLOW``) and checked to be a regular
+    file on the open descriptor, so a link planted after the check is refused, not followed.
+    """
+    path = confined_path(clips_dir, name)
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return ClipFile(name, st.st_mtime_ns, f.read())
 
 
 class Dashboard:
@@ -219,7 +272,9 @@ class Dashboard:
 
     Constructing it connects one SUB socket per endpoint (a bad endpoint raises `UserError`);
     `start` runs the threads, `stop` ends them (bounded by the poll interval). ``curve_server_key``
-    and ``curve_client_key`` (see `engine.publish.curve`) encrypt every connection with CURVE.
+    and ``curve_client_key`` (see `engine.publish.curve`) encrypt every connection with CURVE and
+    accept events only from the publisher holding that server key. ``clips_dir``: the only folder
+    clips are served from (None: no clips are served).
     """
 
     def __init__(
@@ -229,6 +284,7 @@ class Dashboard:
         *,
         curve_server_key: str | None = None,
         curve_client_key: str | None = None,
+        clips_dir: str | Path | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("expected at least one endpoint to subscribe to")
@@ -236,6 +292,7 @@ class Dashboard:
         self.state = state if state is not None else DashboardState()
         self.broadcaster = Broadcaster()
         self.transcoder = ClipTranscoder()
+        self.clips_dir = None if clips_dir is None else Path(clips_dir).resolve()
         self.started = time.time()
         self._context = zmq.Context()
         self._running = False
@@ -275,12 +332,45 @@ class Dashboard:
         self._running = False
 
 
+#: Sent with every response: the page loads only its own files and cannot be framed by another site.
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+     b"base-uri 'none'; form-action 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+class SecurityHeaders:
+    """Pure ASGI: adds `SECURITY_HEADERS` to every HTTP response (401s included)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def _sse(update: dict[str, Any]) -> str:
     return "data: " + json.dumps(update, separators=(",", ":"), allow_nan=False) + "\n\n"
 
 
-def create_app(dashboard: Dashboard, static_dir: Path = STATIC_DIR) -> Starlette:
-    """The Starlette app; its lifespan starts and stops ``dashboard``'s subscriber threads."""
+def create_app(
+    dashboard: Dashboard, static_dir: Path = STATIC_DIR, credentials: Credentials | None = None
+) -> Starlette:
+    """The Starlette app; its lifespan starts and stops ``dashboard``'s subscriber threads.
+
+    With ``credentials`` every request must carry them (`engine.dashboard.auth`).
+    """
     state = dashboard.state
 
     @contextlib.asynccontextmanager
@@ -329,30 +419,33 @@ def create_app(dashboard: Dashboard, static_dir: Path = STATIC_DIR) -> Starlette
             return PlainTextResponse("no map for this candidate\n", status_code=404)
         return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
-    async def _clip_file(request: Request) -> Path | Response:
+    async def _clip_file(request: Request) -> ClipFile | Response:
         cid = safe_id(request.path_params["candidate_id"])
-        path = state.clip_path(cid) if cid else None
-        if path is None:
+        name = state.clip_name(cid) if cid else None
+        folder = dashboard.clips_dir
+        if name is None or folder is None:
             return PlainTextResponse("no clip for this candidate\n", status_code=404)
         deadline = time.monotonic() + _CLIP_WAIT_S
-        while not path.is_file():  # the recorder renames the finished file into place
-            if time.monotonic() >= deadline:
-                return PlainTextResponse(f"clip {path.name} is not on this machine\n", status_code=404)
+        while (clip := await run_in_threadpool(read_clip, folder, name)) is None:
+            # Wait only while nothing is there: the recorder renames the finished file into place,
+            # maybe a moment after the event. Something there but refused (a link) is 404 at once.
+            if os.path.lexists(folder / name) or time.monotonic() >= deadline:
+                return PlainTextResponse(f"clip {name} is not in the clip folder\n", status_code=404)
             await asyncio.sleep(0.2)
-        return path
+        return clip
 
     async def clip_mp4(request: Request) -> Response:
-        path = await _clip_file(request)
-        if isinstance(path, Response):
-            return path
-        return FileResponse(path, media_type="video/mp4")
+        clip = await _clip_file(request)
+        if isinstance(clip, Response):
+            return clip
+        return Response(clip.data, media_type="video/mp4")
 
     async def clip_webm(request: Request) -> Response:
-        path = await _clip_file(request)
-        if isinstance(path, Response):
-            return path
+        clip = await _clip_file(request)
+        if isinstance(clip, Response):
+            return clip
         try:
-            data = await run_in_threadpool(dashboard.transcoder.webm, path)
+            data = await run_in_threadpool(dashboard.transcoder.webm, clip)
         except (ValueError, OSError) as exc:
             return PlainTextResponse(f"{exc}\n", status_code=500)
         return Response(data, media_type="video/webm", headers={"Cache-Control": "max-age=3600"})
@@ -370,4 +463,7 @@ def create_app(dashboard: Dashboard, static_dir: Path = STATIC_DIR) -> Starlette
         Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(SecurityHeaders)]
+    if credentials:
+        middleware.append(Middleware(AuthMiddleware, credentials=credentials))
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -37,7 +37,6 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine.events import DROP_REASONS
@@ -60,6 +59,26 @@ def safe_id(candidate_id: Any) -> str | None:
     """``candidate_id`` if it is a plain token usable in a URL path, else None."""
     cid = str(candidate_id) if candidate_id is not None else ""
     return cid if _SAFE_ID.fullmatch(cid) and cid not in (".", "..") else None
+
+
+def clip_file_name(candidate_id: str, outcome: dict[str, Any] | None) -> str | None:
+    """``<candidate_id>.mp4`` if ``outcome`` is an explanation whose ``clip`` ends in that file name.
+
+    An event can name any path (``/etc/passwd``, ``../../x``): this keeps only the one name the
+    engine's clip recorder gives a candidate's clip, so nothing else can ever be asked for.
+
+    >>> clip_file_name("c1", {"type": "explanation", "clip": "/srv/clips/c1.mp4"})
+    'c1.mp4'
+    >>> [clip_file_name("c1", {"type": "explanation", "clip": c}) for c in ("/etc/passwd", "c2.mp4", 7)]
+    [None, None, None]
+    """
+    if outcome is None or outcome.get("type") != "explanation":
+        return None
+    clip = outcome.get("clip")
+    if not isinstance(clip, str):
+        return None
+    name = f"{candidate_id}.mp4"
+    return name if clip.replace("\\", "/").rsplit("/", 1)[-1] == name else None
 
 
 def _number(x: Any) -> float | None:
@@ -121,6 +140,7 @@ class EndpointState:
     tracker: SeqTracker = field(default_factory=SeqTracker)
     messages: int = 0
     malformed: int = 0
+    handshake_failures: int = 0
     last_message: float | None = None
     streams: set[str] = field(default_factory=set)
 
@@ -162,10 +182,18 @@ class DashboardState:
         with self._lock:
             self._endpoint(endpoint)
 
-    def set_malformed(self, endpoint: str, count: int) -> None:
-        """The subscriber's count of malformed messages skipped on ``endpoint``."""
+    def set_counts(self, endpoint: str, malformed: int, handshake_failures: int) -> list[dict[str, Any]]:
+        """The subscriber's counts of malformed messages skipped and of refused CURVE handshakes.
+
+        Returns the endpoint's update for live pages when a count changed (a refused handshake
+        brings no message, so nothing else would tell the page), else nothing.
+        """
         with self._lock:
-            self._endpoint(endpoint).malformed = int(count)
+            ep = self._endpoint(endpoint)
+            if (ep.malformed, ep.handshake_failures) == (malformed, handshake_failures):
+                return []
+            ep.malformed, ep.handshake_failures = int(malformed), int(handshake_failures)
+            return [{"kind": "endpoint", "endpoint": self._endpoint_view(ep)}]
 
     def ingest(self, endpoint: str, event: dict[str, Any], png: bytes | None = None) -> list[dict[str, Any]]:
         """Record one received message; returns the updates for live clients.
@@ -263,12 +291,16 @@ class DashboardState:
             rec = self._candidates.get(candidate_id)
             return None if rec is None else rec.png
 
-    def clip_path(self, candidate_id: str) -> Path | None:
-        """The clip path named by the candidate's explanation event (only paths from events)."""
+    def clip_name(self, candidate_id: str) -> str | None:
+        """``<candidate_id>.mp4`` when the candidate's explanation event named that clip, else None.
+
+        Only the file name of the event's ``clip`` counts (the engine writes ``<candidate_id>.mp4``),
+        never its folder: the web side looks for it in its own clip folder (see `clip_file_name`).
+        """
         with self._lock:
             rec = self._candidates.get(candidate_id)
-            clip = rec.outcome.get("clip") if rec is not None and rec.outcome is not None else None
-        return Path(clip) if isinstance(clip, str) and clip else None
+            outcome = rec.outcome if rec is not None else None
+        return clip_file_name(candidate_id, outcome)
 
     def metrics_text(self) -> str:
         """All figures in the Prometheus text exposition format 0.0.4 (see `render_metrics`)."""
@@ -348,7 +380,7 @@ class DashboardState:
             }
         o = rec.outcome
         if o is not None and o.get("type") == "explanation":
-            clip = o.get("clip") if isinstance(o.get("clip"), str) and o.get("clip") else None
+            clip = clip_file_name(rec.candidate_id, o)
             view["outcome"] = "explanation"
             keys = ("seq", "time", "aus", "emotion", "emotion_detail", "text", "explainer", "latency_ms")
             view["explanation"] = {k: o.get(k) for k in keys}
@@ -397,6 +429,7 @@ class DashboardState:
             "gaps": sum(st.gap_count for st in streams),
             "missed": sum(st.missed for st in streams),
             "malformed": ep.malformed,
+            "handshake_failures": ep.handshake_failures,
             "last_message": ep.last_message,
             "streams": sorted(ep.streams),
         }
@@ -502,6 +535,8 @@ def render_metrics(
     per_endpoint = (
         ("mellm_messages_total", "Messages received from the endpoint.", lambda e: e.messages),
         ("mellm_malformed_messages_total", "Messages skipped as not contract v1.", lambda e: e.malformed),
+        ("mellm_handshake_failures_total", "CURVE handshakes with the endpoint that failed (wrong keys or "
+         "a publisher without CURVE): nothing from it is received.", lambda e: e.handshake_failures),
     )
     for name, help_, get in per_endpoint:
         _family(lines, name, "counter", help_, [({"endpoint": e.endpoint}, get(e)) for e in endpoints])
@@ -520,6 +555,7 @@ __all__ = [
     "DashboardState",
     "EndpointState",
     "StreamState",
+    "clip_file_name",
     "escape_label",
     "render_metrics",
     "safe_id",

@@ -22,6 +22,7 @@ function el(tag, attrs, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "class") node.className = v;
     else if (k === "text") node.textContent = v;
+    else if (k === "style") node.style.cssText = v;  // CSSOM: allowed by the page's CSP, unlike style=""
     else node.setAttribute(k, v);
   }
   for (const c of children) if (c !== null && c !== undefined) node.append(c);
@@ -308,7 +309,7 @@ function apply(u) {
 function renderEndpoints() {
   const box = document.getElementById("endpoints");
   box.replaceChildren(...[...model.endpoints.values()].map((e) => el("span", { class: "ep", "data-endpoint": e.endpoint,
-    text: `${e.endpoint}: ${e.messages} msgs · restarts ${e.restarts} · gaps ${e.gaps}${e.missed ? ` (${e.missed} missed)` : ""}` })));
+    text: `${e.endpoint}: ${e.messages} msgs · restarts ${e.restarts} · gaps ${e.gaps}${e.missed ? ` (${e.missed} missed)` : ""}${e.handshake_failures ? ` · CURVE handshake refused ×${e.handshake_failures}` : ""}` })));
 }
 
 async function refresh() {
