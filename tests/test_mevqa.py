@@ -9,15 +9,20 @@ onset and offset given, no apex; the training file gives neither).
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
+import cv2
 import pytest
 
 from tests.conftest import ROOT
+from training.build_dataset import FRAME_PATTERNS
 from training.mevqa import (
     answer_for,
+    au_phrase,
     class_scores,
     parse_aus,
     parse_class,
@@ -157,3 +162,145 @@ def test_score_when_hand_computed_on_a_tiny_file() -> None:
     assert s["au_f1"] == pytest.approx(2 / 3)
     assert (s["yesno_accuracy"], s["unanswered"], s["n_questions"]) == (0.5, 1, 8)
     assert s["n_text"] == 7  # the unanswered one has no text to score
+
+
+# Tiny clips from a real face: (layout, subject, clip, first frame, AUs, coarse, fine); the SAMM
+# clip is asked as the training file asks (no frames given: the whole folder), the CASME II one as
+# the test files do (onset and offset given).
+TINY = [
+    ("samm", "006", "006_1_2", 5562, (6, 12), "positive", "happiness"),
+    ("casme2", "01", "EP02_01f", 46, (4,), "negative", "anger"),
+]
+N_FRAMES = 9  # onset, rise to the apex at frame 4, fall back to the offset
+
+
+def render_tiny(root: Path) -> None:
+    from engine.sources.demo import astronaut_bgr, demo_landmarks
+    from spotting.inject import InjectedEvent, render_frame
+
+    image, landmarks = astronaut_bgr(), demo_landmarks()
+    for layout, subject, clip, first, aus, _, _ in TINY:
+        ev = InjectedEvent(first, first + 4, first + N_FRAMES - 1, aus, amplitude_px=3.0)
+        for f in range(first, first + N_FRAMES):
+            path = Path(FRAME_PATTERNS[layout].format(root=root, subject=subject, clip=clip, frame=f))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), render_frame(image, landmarks, [ev], f), [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+
+def tiny_questions(path: Path) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for layout, subject, clip, first, aus, coarse, fine in TINY:
+        clip_id = f"{subject}_{clip}"
+        base: dict[str, object] = {
+            "dataset": layout,
+            "image_id": clip_id,
+            "subject": subject.lstrip("0"),
+            "filename": clip,
+        }
+        if layout == "casme2":
+            base |= {"onset_frame": first, "offset_frame": first + N_FRAMES - 1}
+        q_aus = "What is the action unit?" if len(aus) == 1 else Q_AUS
+        asked = [
+            (Q_COARSE, coarse),
+            (Q_FINE, fine),
+            (q_aus, ", ".join(au_phrase(a) for a in aus)),
+            (f"Is the action unit {au_phrase(aus[0])} shown on the face?", "yes"),
+            ("Is the action unit lip stretcher shown on the face?", "no"),
+        ]
+        rows += [
+            {"id": f"{layout}_{clip_id}_{k}", **base, "question": q, "answer": a}
+            for k, (q, a) in enumerate(asked, 1)
+        ]
+    path.write_text("".join(json.dumps({**r, "answer": ""}) + "\n" for r in rows))
+    return rows
+
+
+@pytest.mark.slow
+def test_answer_and_score_commands_when_tiny_clips_in_the_database_layouts(
+    tmp_path: Path, face_model: Path
+) -> None:
+    render_tiny(tmp_path / "frames")
+    truth = tiny_questions(tmp_path / "q.jsonl")
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in truth))
+    p = run_module(
+        "training.mevqa",
+        "answer",
+        "--questions",
+        str(tmp_path / "q.jsonl"),
+        "--root",
+        str(tmp_path / "frames"),
+        "--explainer",
+        "rules",
+        "--out",
+        str(tmp_path / "a.jsonl"),
+        "--layout",
+        "",
+        "--flow",
+        "dis",
+    )
+    assert p.returncode == 0, p.stderr
+    assert "answered 2 of 2 clips" in p.stdout
+    answers = {r["id"]: r["answer"] for r in map(json.loads, (tmp_path / "a.jsonl").read_text().splitlines())}
+    assert len(answers) == len(truth)
+    for r in truth:  # the rules explainer on a clean 3-px movement of a still face: all right
+        kind, _ = question_kind(str(r["question"]))
+        got = answers[str(r["id"])]
+        if kind == "aus":
+            assert parse_aus(str(r["answer"])) <= parse_aus(got), (r, got)
+        else:
+            assert got == r["answer"], (r, got)
+    p = run_module(
+        "training.mevqa",
+        "score",
+        "--questions",
+        str(tmp_path / "q.jsonl"),
+        "--answers",
+        str(tmp_path / "a.jsonl"),
+        "--truth",
+        str(tmp_path / "t.jsonl"),
+        "--json",
+        str(tmp_path / "s.json"),
+    )
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert (s["coarse"]["uf1"], s["fine"]["uf1"], s["yesno_accuracy"]) == (1.0, 1.0, 1.0)
+    assert "coarse  UF1 1.0000" in p.stdout
+
+
+def test_commands_fail_with_one_line_when_bad_input(tmp_path: Path) -> None:
+    p = run_module(
+        "training.mevqa",
+        "score",
+        "--questions",
+        str(tmp_path / "absent.jsonl"),
+        "--answers",
+        "a",
+        "--truth",
+        "t",
+    )
+    assert p.returncode == 2 and "not found" in p.stderr and "Traceback" not in p.stderr
+    (tmp_path / "q.jsonl").write_text('{"id": "x", "dataset": "nowhere", "image_id": "c", "question": "?"}\n')
+    p = run_module(
+        "training.mevqa",
+        "score",
+        "--questions",
+        str(tmp_path / "q.jsonl"),
+        "--answers",
+        str(tmp_path / "q.jsonl"),
+        "--truth",
+        str(tmp_path / "q.jsonl"),
+    )
+    assert p.returncode == 0, p.stderr
+    p = run_module(
+        "training.mevqa",
+        "answer",
+        "--questions",
+        str(tmp_path / "q.jsonl"),
+        "--root",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "a.jsonl"),
+        "--flow",
+        "dis",
+    )
+    assert p.returncode == 2 and "cannot tell the frame layout of dataset 'nowhere'" in p.stderr

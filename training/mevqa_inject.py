@@ -11,7 +11,8 @@ layout (``DIR/frames/sub01/s3_00/img123.jpg``). Each clip gets the challenge's s
 ``onset_frame`` and ``offset_frame`` from the truth and no apex, as in the MEGC test files:
 
     DIR/questions.jsonl   answers empty (what a system is given)
-    DIR/truth.jsonl       the reference answers
+    DIR/truth.jsonl       the reference answers (with each clip's apex frame and amplitude, to
+                          study the answers; a system must not read them)
 
 Seeds are draws; the spotting benchmark tunes on seeds 0-2 and 12-41, so report on 3-11.
 Only events whose emotion has a coarse class (positive / negative / surprise) are kept.
@@ -177,7 +178,9 @@ def build(
                     "offset_frame": ev.offset,
                 }
                 aus = list(dict.fromkeys(int(a) for a in ev.aus if a != BLINK_AU))
-                truth += questions_of(row, aus, ev.emotion_detail, ev.emotion, rng, pool)
+                rows = questions_of(row, aus, ev.emotion_detail, ev.emotion, rng, pool)
+                extra = {"apex_frame": ev.apex, "amplitude_px": round(ev.amplitude_px, 3)}
+                truth += [{**r, **extra} for r in rows]
                 clips += 1
     return truth, clips
 
@@ -201,7 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         truth, clips = build(out, videos, seeds, Path(args.annotations), args.face_model)
         write_jsonl(out / "truth.jsonl", truth)
-        write_jsonl(out / "questions.jsonl", ({**r, "answer": ""} for r in truth))
+        hidden = ("apex_frame", "amplitude_px")  # truth only: the challenge gives no apex
+        write_jsonl(
+            out / "questions.jsonl",
+            ({**{k: v for k, v in r.items() if k not in hidden}, "answer": ""} for r in truth),
+        )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -155,16 +155,27 @@ def clip_frames(clip: Clip, settings: RunSettings) -> list[tuple[int, Path]]:
     return [(_frame_number(p), p) for p in files]
 
 
+PRIME_FRAMES = 4
+
+
 def track(frames: list[tuple[int, Path]], face_cfg: Any) -> list[FaceObservation | None]:
-    """Each existing frame through one tracker, as a short video at 30 fps (missing files: None)."""
+    """Each existing frame through one tracker, as a short video at 30 fps (missing files: None).
+
+    The onset frame is first shown `PRIME_FRAMES` more times: the landmarker's first frame is a
+    detection and the next ones tracking, and the two place the mesh differently enough that the
+    aligned crops of onset and apex differ in scale (a zoom the flow reads as every region moving
+    toward the face's centre). In a stream the tracker is long past its first frame."""
     from engine.face import create_tracker
 
     tracker = create_tracker(face_cfg)
     out: list[FaceObservation | None] = []
     try:
-        for k, (_, path) in enumerate(frames):
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-            out.append(None if image is None else tracker.process(Frame(k, k / 30.0, image)))
+        images = [cv2.imread(str(p), cv2.IMREAD_COLOR) if p.is_file() else None for _, p in frames]
+        primed = [images[0]] * PRIME_FRAMES if images and images[0] is not None else []
+        for k, image in enumerate([*primed, *images]):
+            face = None if image is None else tracker.process(Frame(k, k / 30.0, image))
+            if k >= len(primed):
+                out.append(face)
     finally:
         tracker.close()
     return out
