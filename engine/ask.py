@@ -19,7 +19,9 @@ timing and has no AUs or emotion. Answers are worked out deterministically from 
 Times are seconds since the stream started (``12``, ``12.5 s``, ``1:02.5``). With ``--endpoint``
 the command listens to a live engine for ``--listen-s`` seconds (after replaying JOURNAL when one
 is given as well; ``--idle-s`` ends it early once the engine falls silent) and answers on what it
-has. Unknown questions exit 2 naming the types above.
+has. ``--llm-endpoint URL --model NAME`` hands the question and the expressions (one line each) to
+an OpenAI-compatible chat server instead; its answer is the model's, not checked. Unknown questions
+exit 2 naming the types above.
 """
 
 from __future__ import annotations
@@ -260,6 +262,52 @@ def answer(question: str, events: Sequence[Expression]) -> Answer:
     )
 
 
+def context_lines(events: Sequence[Expression]) -> list[str]:
+    """The events as numbered lines, the context a language model is given."""
+    return [f"{k}. {e.describe()}" for k, e in enumerate(events, 1)]
+
+
+def ask_model(
+    question: str, events: Sequence[Expression], endpoint: str, model: str, timeout_s: float = 60.0
+) -> str:
+    """The question answered by a served chat model (OpenAI-compatible ``/v1/chat/completions``) given
+    the recording's expressions as context; the key, if any, from ``OPENAI_API_KEY``."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    from engine.explain.openai_client import OpenAIProtocolError, base_url, message_text
+
+    system = (
+        "You answer questions about micro-expressions spotted in a video recording. Times are seconds "
+        "since the recording started. Use only the list below; say so when it cannot answer.\n"
+        + ("\n".join(context_lines(events)) or "(no expression was spotted)")
+    )
+    body = json.dumps(
+        {
+            "model": model,
+            "temperature": 0,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}],
+        }
+    ).encode("utf-8")
+    headers = {"Content-Type": "application/json"}
+    if key := os.environ.get("OPENAI_API_KEY", ""):
+        headers["Authorization"] = f"Bearer {key}"
+    url = base_url(endpoint) + "/v1/chat/completions"
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # base_url allows http(s) only
+            reply = json.loads(resp.read().decode("utf-8"))
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise UserError(f"cannot reach the model server at {url}: {exc}; check --llm-endpoint") from None
+    except ValueError:
+        raise UserError(f"the model server at {url} did not answer JSON; is it OpenAI-compatible?") from None
+    try:
+        return message_text(reply).strip()
+    except OpenAIProtocolError as exc:
+        raise UserError(f"the model server at {url} answered without a message: {exc}") from None
+
+
 # ---------------------------------------------------------------------------------------------
 # Where the events come from
 
@@ -307,6 +355,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--curve-server-key", default="", help="the server's NAME.key (CURVE)")
     ap.add_argument("--curve-client-key", default="", help="this client's NAME.key_secret (CURVE)")
     ap.add_argument("--json", action="store_true", help="print the answer as JSON")
+    ap.add_argument(
+        "--llm-endpoint",
+        default="",
+        help="answer through an OpenAI-compatible chat server "
+        "(e.g. http://127.0.0.1:8000/v1) given the events as context, instead of the rules",
+    )
+    ap.add_argument("--model", default="", help="model name on --llm-endpoint")
     args = ap.parse_args(argv)
     try:
         if not args.journal and not args.endpoint:
@@ -322,7 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             live = live_events(args.endpoint, args.listen_s, args.idle_s, **curve)
             raw += [e for e in live if e.get("event_id") not in seen]
-        result = answer(args.question, expressions(raw))
+        found = expressions(raw)
+        if args.llm_endpoint:
+            text = ask_model(args.question, found, args.llm_endpoint, args.model or "default")
+            print(json.dumps({"kind": "model", "text": text}) if args.json else text)
+            return 0
+        result = answer(args.question, found)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

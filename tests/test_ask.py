@@ -230,3 +230,51 @@ def test_live_stream_answers_like_its_journal(tmp_path: Path) -> None:
     assert asker.returncode == 0, err
     from_journal = json.loads(_ask(str(journal), "how many micro-expressions?", "--json").stdout)
     assert json.loads(out)["value"] == from_journal["value"] == len(demo_truth())
+
+
+def test_model_answers_with_the_events_as_context(tmp_path: Path) -> None:
+    """A real HTTP server on loopback stands in for an OpenAI-compatible one: the request carries
+    the question and one line per expression; the reply's text is the answer."""
+    import http.server
+    import threading
+
+    seen: list[dict[str, Any]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(
+                {"path": self.path, "body": json.loads(self.rfile.read(int(self.headers["Content-Length"])))}
+            )
+            out = json.dumps({"choices": [{"message": {"content": "Two, at 2.0 s and 11.0 s."}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    journal = tmp_path / "j.jsonl"
+    journal.write_text("".join(json.dumps({**e, "seq": i}) + "\n" for i, e in enumerate(EVENTS)))
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        p = _ask(str(journal), "when were the negative ones?", "--llm-endpoint", url, "--model", "m")
+        dead = _ask(str(journal), "when?", "--llm-endpoint", f"http://127.0.0.1:{free_port()}/v1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "Two, at 2.0 s and 11.0 s."
+    (req,) = seen
+    assert req["path"] == "/v1/chat/completions" and req["body"]["model"] == "m"
+    system, user = req["body"]["messages"]
+    assert user["content"] == "when were the negative ones?"
+    assert (
+        system["content"].count("\n") == 5
+        and "2.00-2.30 s" in system["content"]
+        and "AU4 name4" in system["content"]
+    )
+    assert dead.returncode == 2 and "cannot reach the model server" in dead.stderr
