@@ -6,8 +6,8 @@ For each clip of the question file (one ``image_id``):
    the annotation sheet's (``--sheet``, matched on subject and clip), else the clip folder's first
    and last frame;
 2. apex: the sheet's when it gives one; otherwise the frame between onset and offset whose aligned
-   face crop differs most from the onset's (mean absolute grey difference after the face stage's
-   similarity alignment, so head motion does not count);
+   face crop differs most from both the onset's and the offset's (`pick_apex`; grey differences
+   after the face stage's similarity alignment, so head motion does not count);
 3. evidence through the stream's own stages: the face tracker over onset → offset as one short
    video (`engine.face.create_tracker`), then flow + fusion (`engine.fusion.build_evidence`);
 4. the explainer chosen by name (`engine.explain.create`) explains it, and each question of the
@@ -182,15 +182,23 @@ def track(frames: list[tuple[int, Path]], face_cfg: Any) -> list[FaceObservation
 
 
 def pick_apex(faces: Sequence[FaceObservation | None]) -> int:
-    """Index of the face whose aligned crop differs most from the first one (0 when none other)."""
-    onset = faces[0]
-    if onset is None:
+    """Index of the apex: the face farthest from both the onset's and the offset's (the smaller of its
+    two mean absolute grey differences of the aligned crops, largest), since a micro-expression
+    leaves neutral at the onset and is back at the offset, while the face's own motion (speech) need
+    not return. 0 when no other face was found."""
+    first, last = faces[0], faces[-1]
+    if first is None:
         return 0
-    base = onset.crop.astype(np.float32)
+
+    def diff(a: FaceObservation, b: FaceObservation | None) -> float:
+        if b is None or b.crop.shape != a.crop.shape:
+            return float("inf")
+        return float(np.mean(np.abs(a.crop.astype(np.float32) - b.crop.astype(np.float32))))
+
     best, where = -1.0, 0
-    for k, f in enumerate(faces[1:], 1):
-        if f is not None and f.crop.shape == onset.crop.shape:
-            d = float(np.mean(np.abs(f.crop.astype(np.float32) - base)))
+    for k, f in enumerate(faces[1:-1] if len(faces) > 2 else faces[1:], 1):
+        if f is not None:
+            d = min(diff(f, first), diff(f, last) if len(faces) > 2 else float("inf"))
             if d > best:
                 best, where = d, k
     return where
