@@ -158,6 +158,27 @@ CASES = [
     ),
     ("lid_tighten", both("eyelid_lower", 1.0, 0), {7: "B"}, "others", "others"),
     ("upper_lip_raise", both("lip_upper", 1.2, 0), {10: "B", 25: "B"}, "negative", "disgust"),
+    # AU6 lowers the brows a little as it draws the skin toward the eye: not a brow lowerer...
+    (
+        "smile_with_brows_drawn_down",
+        {
+            **both("cheek", 1.4, 0),
+            **both("mouth_corner", 1.0, 1.0),
+            **both("brow_inner", -0.5, 0),
+            **both("brow_outer", -0.5, 0),
+        },
+        {6: "B", 12: "B"},
+        "positive",
+        "happiness",
+    ),
+    # ...but brows lowered well beyond that still are.
+    (
+        "frown_with_cheek_raise",
+        {**both("cheek", 1.0, 0), **both("brow_inner", -1.6, -0.4), **both("brow_outer", -1.4, 0)},
+        {4: "B", 6: "B"},
+        "negative",
+        "anger",
+    ),
     ("no_motion", {}, {}, "others", "others"),
 ]
 

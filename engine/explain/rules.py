@@ -159,7 +159,9 @@ def _au2(m: dict[str, Motion], thr: float) -> tuple[float, str, tuple[str, ...]]
 
 
 def _au4(m: dict[str, Motion], thr: float) -> tuple[float, str, tuple[str, ...]]:
-    down = max(m["brow_inner"].down, m["brow_outer"].down)
+    # AU6 draws the skin around the eye toward it and may lower the brows a little (FACS manual, AU6
+    # appearance changes): brow lowering up to half the cheek's rise is AU6's, not a brow lowerer.
+    down = max(m["brow_inner"].down, m["brow_outer"].down) - 0.5 * max(m["cheek"].up, 0.0)
     inward = m["brow_inner"].inward
     if inward > down:
         return inward, "inner brow pulled toward the midline", ("brow_inner",)
