@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from engine.explain import create
-from engine.explain.facs import AU_NAMES, classify, megc_class
 from engine.explain.rules import RulesExplainer, direction_words, to_motion
 from engine.face.regions import REGIONS, side_of
+from engine.facs import AU_NAMES, classify, megc_class
 from engine.fusion.region_stats import region_stats
 from engine.types import Candidate, Evidence, FaceObservation, RegionStat, TimePoint
 from tests.conftest import ROOT, shared_path
