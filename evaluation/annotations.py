@@ -181,16 +181,6 @@ class SheetSample:
     emotion_detail: str
 
 
-_EMOTION_ALIASES = {
-    "happy": "happiness",
-    "sad": "sadness",
-    "disgusted": "disgust",
-    "angry": "anger",
-    "fearful": "fear",
-    "surprised": "surprise",
-    "other": "others",
-}
-
 DEFAULT_SHEETS: tuple[tuple[str, str], ...] = (
     ("casme2", "casme2/CASME2-coding-20190701.csv"),
     ("samm", "samm/SAMM_Micro_FACS_Codes_v2.csv"),
@@ -247,9 +237,8 @@ class SheetEvents:
                 sides = {c.side for c in codes}
                 side: Side = codes[0].side if len(sides) == 1 else "B"
                 aus = tuple(dict.fromkeys(c.au for c in codes))
-                emotion = _EMOTION_ALIASES.get(r.emotion, r.emotion) or "others"
                 samples.append(
-                    SheetSample((r.apex - r.onset) / r.fps, (r.offset - r.apex) / r.fps, aus, side, emotion)
+                    SheetSample((r.apex - r.onset) / r.fps, (r.offset - r.apex) / r.fps, aus, side, r.detail)
                 )
         return cls(samples, max_s)
 
