@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from engine.types import Side
 
@@ -303,11 +304,11 @@ def classify(sides: Mapping[int, str], confidence: Mapping[int, float] | None = 
 def parse_aus(text: str) -> tuple[tuple[int, ...], Side]:
     """``"4+7"`` → ((4, 7), "B"); ``"R12+R14"`` → ((12, 14), "R"): AUs and the side they act on, as
     the annotation sheets write them (one side for all, or none for both)."""
-    sides = {t[0] for t in text.split("+") if t[:1] in ("L", "R")}
-    side: Side = "B" if not sides else "L" if sides == {"L"} else "R"
-    if len(sides) > 1 or (sides and any(t[:1] not in ("L", "R") for t in text.split("+"))):
+    terms = text.split("+")
+    sides = {t[0] if t[:1] in ("L", "R") else "B" for t in terms}
+    if len(sides) != 1:
         raise ValueError(f"AU combination {text!r} mixes sides; write every AU with one side or none")
-    return tuple(int(t.lstrip("LR")) for t in text.split("+")), side
+    return tuple(int(t.lstrip("LR")) for t in terms), cast(Side, sides.pop())
 
 
 def _displays(table: dict[str, tuple[str, ...]]) -> dict[str, tuple[tuple[tuple[int, ...], Side], ...]]:
