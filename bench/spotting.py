@@ -8,7 +8,7 @@ For every face video of ``--videos`` (default ``../shared/data/videos``):
 
 1. the untouched video runs through the engine's spotting path (MediaPipe face tracker → spotter,
    as `engine.pipeline` runs them); its detections are false alarms (per minute of face);
-2. for each seed, events are drawn from the real annotation sheets (`spotting.annotations.
+2. for each seed, events are drawn from the real annotation sheets (`evaluation.annotations.
    SheetEvents`: CASME II, SAMM, CAS(ME)^3 durations, profiles, AU combinations, emotions,
    rescaled to the rate the video's face frames come at (`spotting.signals.measured_rate`);
    amplitude 0.5-3 px on a 200 px face), placed where the face is tracked, warped into the frames
@@ -27,7 +27,7 @@ detection moves F1 by ~0.02, and the optimum of seeds 0-2 alone was not that of 
 
 ``--visibility`` also tells how visible each event is to a bump spotter and how many of each
 visibility class were found: the bump its most visible region gets from the injected field
-(`spotting.inject.region_displacement` at the apex, in signal pixels, times the share of it a
+(`evaluation.inject.region_displacement` at the apex, in signal pixels, times the share of it a
 bump of half-width ``bump_lag_s`` sees in the event's profile), over the 95th percentile of that
 region's bump on the untouched video (the face's own talking, blinking and head motion). An event
 under 1 moves less than the face itself does in one frame out of twenty.
@@ -72,14 +72,14 @@ sys.path.insert(0, str(ROOT))
 from engine.errors import UserError  # noqa: E402
 from engine.face.config import FaceConfig  # noqa: E402
 from engine.types import FaceObservation, Frame  # noqa: E402
-from spotting.config import SpottingConfig  # noqa: E402
-from spotting.evaluate import (  # noqa: E402
+from evaluation.megc import (  # noqa: E402
     MegcScore,
     Span,
     SpotRun,
     candidate_spans,
     run_spotting,
 )
+from spotting.config import SpottingConfig  # noqa: E402
 
 log = logging.getLogger("bench.spotting")
 
@@ -260,8 +260,8 @@ def natural_bumps(
 
 def bump_share(event: object, k: int) -> float:
     """The largest ``|w(t) - (w(t - k) + w(t + k)) / 2|`` over the event's profile ``w``
-    (`spotting.inject.profile`): the share of its apex displacement a bump of half-width ``k`` sees."""
-    from spotting.inject import profile
+    (`engine.synth.profile`): the share of its apex displacement a bump of half-width ``k`` sees."""
+    from engine.synth import profile
 
     frames = range(event.onset - k, event.offset + k + 1)  # type: ignore[attr-defined]
     return max(abs(profile(t, event) - 0.5 * (profile(t - k, event) + profile(t + k, event))) for t in frames)  # type: ignore[arg-type]
@@ -277,7 +277,7 @@ def event_visibility(
 ) -> float:
     """How visible ``event`` is to a bump spotter (see the module docstring): the largest, over regions,
     of its peak bump in signal pixels over ``natural_high`` (R,), the untouched video's 95th percentile."""
-    from spotting.inject import region_displacement
+    from evaluation.inject import region_displacement
     from spotting.signals import frames_for
 
     obs = observations[event.apex]  # type: ignore[attr-defined]
@@ -316,7 +316,7 @@ def set_aside_own(detections: list[Span], truth: list[Span], own: list[Span]) ->
     >>> set_aside_own([(10, 20, "micro"), (50, 60, "micro")], [(11, 21, "micro")], own)
     [(10, 20, 'micro')]
     """
-    from spotting.evaluate import IOU_THRESHOLD, iou
+    from evaluation.megc import IOU_THRESHOLD, iou
 
     def keep(d: Span) -> bool:
         if any(iou((d[0], d[1]), (g[0], g[1])) >= IOU_THRESHOLD for g in truth):
@@ -338,14 +338,14 @@ def time_only(
     1
     """
     from engine.face.regions import base_of
-    from spotting.inject import moved_bases
+    from evaluation.inject import moved_bases
 
     return sum(1 for di, gi in pairs if not {base_of(r) for r in regions[di]} & moved_bases(aus[gi]))
 
 
 def plan(rng: np.random.Generator, landmarks: list[np.ndarray | None], fps: float, sampler: object) -> list:
     """Events in every face segment long enough, ``LEAD_S`` after it starts, ``GAP_S`` apart."""
-    from spotting.inject import plan_events
+    from engine.synth import plan_events
 
     events = []
     slot = sampler.max_s + GAP_S  # type: ignore[attr-defined]
@@ -370,7 +370,8 @@ def plan(rng: np.random.Generator, landmarks: list[np.ndarray | None], fps: floa
 
 
 def injected(frames: list[Frame], landmarks: list[np.ndarray | None], events: list) -> Iterator[Frame]:
-    from spotting.inject import identity_grid, render_frame
+    from engine.synth import identity_grid
+    from evaluation.inject import render_frame
 
     grid = identity_grid(frames[0].image.shape) if frames else None
     for f, lm in zip(frames, landmarks, strict=True):
@@ -394,7 +395,7 @@ def bench_video(
     """The benchmark of one video (seeds ``first_seed`` .. ``first_seed + seeds - 1``); None when it
     holds no face. Keep the seeds a spotter was tuned on apart from those it is reported on.
     ``sweep`` points (`parse_sweep`) are scored on the same observations into ``res.sweep``."""
-    from spotting.inject import TruthEvent, write_truth_csv
+    from engine.synth import TruthEvent, write_truth_csv
     from spotting.signals import measured_rate
 
     frames, nominal = decode(path)
@@ -421,7 +422,7 @@ def bench_video(
     own = candidate_spans(plain.candidates)  # the untouched video's own movements
     res.path_fps.append(plain.fps)
     if plot_dir is not None:
-        from spotting.plot import plot_run
+        from evaluation.figures import plot_run
 
         plot_run(plot_dir / f"{path.stem}_untouched.png", plain, fps, title=f"{path.name} untouched")
     for seed in range(first_seed, first_seed + seeds):
@@ -460,7 +461,7 @@ def bench_video(
                 str(truth_dir / f"{path.stem}_seed{seed}.csv"), truth, clip=path.stem, video=path.stem
             )
         if plot_dir is not None:
-            from spotting.plot import plot_run
+            from evaluation.figures import plot_run
 
             plot_run(
                 plot_dir / f"{path.stem}_seed{seed}.png",
@@ -611,9 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from spotting.annotations import SheetEvents
-    from spotting.evaluate import _configs
-    from spotting.inject import AU_MOVES
+    from engine.facs import AU_MOVES
+    from evaluation.annotations import SheetEvents
+    from evaluation.megc import _configs
 
     if not args.videos.is_dir():
         print(f"error: video folder {args.videos} does not exist; pass --videos DIR", file=sys.stderr)

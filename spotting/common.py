@@ -1,9 +1,8 @@
-"""What the region spotters (``region-motion``, ``region-bump``) share: input checks, the per-frame
-signal crop and eye signals, blink detection, region z-scores and the candidate they emit.
+"""What a region spotter (``region-bump`` today) is built on: input checks, the per-frame signal crop
+and eye signals, blink detection, region z-scores and the candidate it emits.
 
-Each spotter keeps its own method (what it compares, when an interval opens and closes, how it is
-judged); `RegionSpotterBase` holds only the steps that are the same to the letter in both, so a
-fix to one (a new input check, the blink rule) reaches the other.
+A spotter keeps its own method (what it compares, when an interval opens and closes, how it is
+judged); `RegionSpotterBase` holds the steps that do not depend on it.
 
 >>> from spotting.bump import RegionBumpSpotter
 >>> from spotting.config import SpottingConfig

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS, RIGID_POINTS, base_of
+from engine.timing import sane_fps
 
 if TYPE_CHECKING:
     from spotting.config import SpottingConfig
@@ -26,11 +27,8 @@ DIS_PRESETS: dict[str, int] = {
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
 EYELID_BASES: frozenset[str] = frozenset({"eyelid_upper", "eyelid_lower"})
-# Regions near enough to the eyes that the flow's patches spread lid motion onto them.
-PERIOCULAR_BASES: frozenset[str] = frozenset({"brow_inner", "brow_outer", "cheek"})
-# Boolean masks over REGION_NAMES: the regions a blink moves, and those it spills onto.
+# Boolean mask over REGION_NAMES: the regions a blink moves.
 EYELID_MASK: np.ndarray = np.array([base_of(n) in EYELID_BASES for n in REGION_NAMES], dtype=bool)
-PERIOCULAR_MASK: np.ndarray = np.array([base_of(n) in PERIOCULAR_BASES for n in REGION_NAMES], dtype=bool)
 
 
 def frames_for(seconds: float, fps: float, minimum: int = 1) -> int:
@@ -50,7 +48,7 @@ def measured_rate(
     """The frame rate that the timestamps ``times`` (seconds, one per frame in order) show: one over
     their median interval; ``nominal`` when it agrees with that within ``tolerance``, so a
     constant-rate source keeps its exact rate. ``fallback`` (default ``nominal``) when they show no
-    sane rate (fewer than two, not increasing, thousands per second: `engine.sources.video.sane_fps`).
+    sane rate (fewer than two, not increasing, thousands per second: `engine.timing.sane_fps`).
 
     Containers and cameras misstate their rate: a phone's variable-rate .mov says 26.4 fps while its
     frames come at 30 (or 24), a webcam says 30 and delivers 15 in dim light. Durations in seconds
@@ -61,8 +59,6 @@ def measured_rate(
     >>> measured_rate([0.0, 0.0417, 0.0834], 24.0), measured_rate([0.0], 24.0, fallback=30.0)
     (24.0, 30.0)
     """
-    from engine.sources.video import sane_fps
-
     t = np.asarray(times, dtype=np.float64)
     step = float(np.median(np.diff(t))) if len(t) >= 2 and np.isfinite(t).all() else 0.0
     rate = sane_fps(1.0 / step) if step > 0 else None

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from engine.errors import UserError
-from spotting.annotations import SheetEvents, SheetSample, read_long_sheet
-from spotting.inject import AU_MOVES, draw_event
+from engine.facs import AU_MOVES
+from engine.synth import draw_event
+from evaluation.annotations import SheetEvents, SheetSample, read_long_sheet
 from tests.conftest import shared_path
 
 CASME2_LONG = ("annotations", "casme2_long", "CAS(ME)^2code_final(Updated).csv")

@@ -51,7 +51,7 @@ Case = Callable[[dict[str, Path]], list[str]]
 
 def _plot(f: dict[str, Path]) -> list[str]:
     """The plot command on a folder with no frames, writing into it (it must fail before reading)."""
-    return [*M, "spotting.plot", "--video", str(f["folder"]), "--out", str(f["folder"] / "p.png")]
+    return [*M, "evaluation.plot", "--video", str(f["folder"]), "--out", str(f["folder"] / "p.png")]
 
 
 def _sweep(f: dict[str, Path], spec: str) -> list[str]:
@@ -108,9 +108,9 @@ CASES: dict[str, Case] = {
         str(f["folder"]),
         str(f["folder"]),
     ],
-    "spotting.evaluate fake xlsx": lambda f: [
+    "evaluation.megc fake xlsx": lambda f: [
         *M,
-        "spotting.evaluate",
+        "evaluation.megc",
         "--dataset",
         "casme2_long",
         "--sheet",
@@ -118,9 +118,9 @@ CASES: dict[str, Case] = {
         "--root",
         str(f["folder"]),
     ],
-    "spotting.evaluate binary detections": lambda f: [
+    "evaluation.megc binary detections": lambda f: [
         *M,
-        "spotting.evaluate",
+        "evaluation.megc",
         "--dataset",
         "casme2_long",
         "--sheet",
@@ -128,9 +128,9 @@ CASES: dict[str, Case] = {
         "--detections",
         str(f["binary.png"]),
     ],
-    "spotting.evaluate --plot-dir under /proc": lambda f: [
+    "evaluation.megc --plot-dir under /proc": lambda f: [
         *M,
-        "spotting.evaluate",
+        "evaluation.megc",
         "--dataset",
         "casme2_long",
         "--sheet",
@@ -140,9 +140,9 @@ CASES: dict[str, Case] = {
         "--plot-dir",
         "/proc/x",
     ],
-    "spotting.evaluate --detections-out folder": lambda f: [
+    "evaluation.megc --detections-out folder": lambda f: [
         *M,
-        "spotting.evaluate",
+        "evaluation.megc",
         "--dataset",
         "casme2_long",
         "--sheet",
@@ -152,9 +152,9 @@ CASES: dict[str, Case] = {
         "--detections-out",
         str(f["folder"]),
     ],
-    "spotting.plot --fps nan": lambda f: [
+    "evaluation.plot --fps nan": lambda f: [
         *M,
-        "spotting.plot",
+        "evaluation.plot",
         "--video",
         str(f["folder"]),
         "--fps",
@@ -162,25 +162,25 @@ CASES: dict[str, Case] = {
         "--out",
         str(f["folder"] / "p.png"),
     ],
-    "spotting.plot --out folder": lambda f: [
+    "evaluation.plot --out folder": lambda f: [
         *M,
-        "spotting.plot",
+        "evaluation.plot",
         "--video",
         str(f["folder"]),
         "--out",
         str(f["folder"]),
     ],
-    "spotting.plot --out under /proc": lambda f: [
+    "evaluation.plot --out under /proc": lambda f: [
         *M,
-        "spotting.plot",
+        "evaluation.plot",
         "--video",
         str(f["folder"]),
         "--out",
         "/proc/x/p.png",
     ],
-    "spotting.plot --truth missing": lambda f: [
+    "evaluation.plot --truth missing": lambda f: [
         *M,
-        "spotting.plot",
+        "evaluation.plot",
         "--video",
         str(f["folder"]),
         "--truth",
@@ -188,9 +188,11 @@ CASES: dict[str, Case] = {
         "--out",
         str(f["folder"] / "p.png"),
     ],
-    "spotting.plot --set without =": lambda f: [*_plot(f), "--set", "spotting.bump_threshold_k"],
-    "spotting.plot --set a value the config rejects": lambda f: [*_plot(f), "--set", "spotting.bump_frac=2"],
-    "spotting.plot --config missing": lambda f: [*_plot(f), "--config", str(f["folder"] / "none.toml")],
+    "evaluation.plot --set without =": lambda f: [*_plot(f), "--set", "spotting.bump_threshold_k"],
+    "evaluation.plot --set a value the config rejects": lambda f: [
+        *_plot(f), "--set", "spotting.bump_frac=2"
+    ],
+    "evaluation.plot --config missing": lambda f: [*_plot(f), "--config", str(f["folder"] / "none.toml")],
     "build_dataset --frames missing": lambda f: [
         *M,
         "training.build_dataset",

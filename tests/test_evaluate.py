@@ -9,7 +9,7 @@ import cv2
 import pytest
 
 from engine.errors import UserError
-from spotting.evaluate import (
+from evaluation.megc import (
     MegcScore,
     dataset_items,
     find_media,

@@ -1,4 +1,5 @@
-"""The injector moves real face texture the way FACS says, by the intended amount, at the intended time."""
+"""The injector (`engine.synth`) moves real face texture the way FACS says, by the intended amount, at
+the intended time."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.face.regions import REGIONS, RIGID_POINTS
+from engine import facs, synth
+from engine.face.regions import REGION_NAMES, REGIONS, RIGID_POINTS
 from engine.sources.demo import DemoSource
-from spotting import inject
+from evaluation import inject
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +51,8 @@ CASES = [
 @pytest.mark.parametrize(("aus", "region", "direction"), CASES)
 def test_apply_when_warped_moves_texture_in_facs_direction(face, aus, region, direction) -> None:
     image, lm = face
-    field = inject.displacement_field(lm, image.shape, aus, amplitude_px=3.0)
-    warped = inject.apply(image, field, 1.0)
+    field = synth.displacement_field(lm, image.shape, aus, amplitude_px=3.0)
+    warped = synth.apply(image, field, 1.0)
     g0, g1 = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (image, warped))
     flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(g0, g1, None)
     measured = _region_mean(flow, lm, region)
@@ -64,10 +66,10 @@ def test_apply_when_warped_moves_texture_in_facs_direction(face, aus, region, di
 
 def test_displacement_field_when_amplitude_given_scales_to_face_width(face) -> None:
     image, lm = face
-    _, _, width = inject.face_axes(lm)
-    field = inject.displacement_field(lm, image.shape, (1,), amplitude_px=2.0)
+    _, _, width = synth.face_axes(lm)
+    field = synth.displacement_field(lm, image.shape, (1,), amplitude_px=2.0)
     peak = float(np.hypot(field[..., 0], field[..., 1]).max())
-    assert peak == pytest.approx(2.0 * width / inject.REFERENCE_FACE_WIDTH, rel=0.05)
+    assert peak == pytest.approx(2.0 * width / synth.REFERENCE_FACE_WIDTH, rel=0.05)
     # Far from the face nothing moves.
     assert np.abs(field[:40]).max() == 0 and np.abs(field[-40:]).max() == 0
 
@@ -77,28 +79,28 @@ def test_displacement_field_when_au_near_rigid_points_leaves_them_still(face, au
     """Real AUs leave eye corners, nose bridge/tip and forehead in place: the spotter measures head motion
     there, so an injected bump reaching them would move the whole face in its eyes (issue 3)."""
     image, lm = face
-    _, _, width = inject.face_axes(lm)
-    amp = 3.0 * width / inject.REFERENCE_FACE_WIDTH
-    field = inject.displacement_field(lm, image.shape, aus, amplitude_px=3.0)
+    _, _, width = synth.face_axes(lm)
+    amp = 3.0 * width / synth.REFERENCE_FACE_WIDTH
+    field = synth.displacement_field(lm, image.shape, aus, amplitude_px=3.0)
     p = np.round(lm[list(RIGID_POINTS)]).astype(int)
     still = np.hypot(*field[p[:, 1], p[:, 0]].T)
     assert still.max() < 0.03 * amp, f"{aus}: rigid points moved {still.max():.3f} px of {amp:.2f}"
-    gain = max(m.gain for au in aus for m in inject.AU_MOVES[au])
+    gain = max(m.gain for au in aus for m in facs.AU_MOVES[au])
     moved = np.hypot(field[..., 0], field[..., 1]).max()
     assert moved > 0.9 * gain * amp  # the AU's own regions still move by their amplitude
 
 
 def test_displacement_field_when_one_side_moves_only_that_side(face) -> None:
     image, lm = face
-    field = inject.displacement_field(lm, image.shape, (12,), 3.0, side="R")
+    field = synth.displacement_field(lm, image.shape, (12,), 3.0, side="R")
     assert np.linalg.norm(_region_mean(field, lm, "mouth_corner_R")) > 1.0
     assert np.linalg.norm(_region_mean(field, lm, "mouth_corner_L")) < 0.05
 
 
 def test_blink_field_when_applied_closes_the_eye(face) -> None:
     image, lm = face
-    field = inject.blink_field(lm, image.shape)
-    closed = cv2.cvtColor(inject.apply(image, field, 1.0), cv2.COLOR_BGR2GRAY)
+    field = synth.blink_field(lm, image.shape)
+    closed = cv2.cvtColor(synth.apply(image, field, 1.0), cv2.COLOR_BGR2GRAY)
     opened = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     # The dark iris between the lids is covered by lid skin: the eye centre gets brighter.
     for upper, lower in ((159, 145), (386, 374)):
@@ -116,13 +118,13 @@ def test_blink_field_when_applied_closes_the_eye(face) -> None:
     [(9, 0.0), (10, 0.0), (14, 1.0), (20, 0.0), (21, 0.0), (12, 0.5), (17, 0.5)],
 )
 def test_profile_when_frame_given_rises_to_one_at_apex(frame: int, expected: float) -> None:
-    ev = inject.InjectedEvent(10, 14, 20, (12,))
-    assert inject.profile(frame, ev) == pytest.approx(expected, abs=1e-9)
+    ev = synth.InjectedEvent(10, 14, 20, (12,))
+    assert synth.profile(frame, ev) == pytest.approx(expected, abs=1e-9)
 
 
 def test_profile_when_sampled_is_monotone_each_side_of_apex() -> None:
-    ev = inject.InjectedEvent(100, 107, 121, (4,))
-    w = [inject.profile(f / 4, ev) for f in range(400, 485)]
+    ev = synth.InjectedEvent(100, 107, 121, (4,))
+    w = [synth.profile(f / 4, ev) for f in range(400, 485)]
     apex = 28
     assert all(a <= b for a, b in itertools.pairwise(w[: apex + 1]))
     assert all(a >= b for a, b in itertools.pairwise(w[apex:]))
@@ -131,26 +133,26 @@ def test_profile_when_sampled_is_monotone_each_side_of_apex() -> None:
 
 def test_injected_event_when_bad_rejects() -> None:
     with pytest.raises(ValueError, match="onset <= apex"):
-        inject.InjectedEvent(10, 5, 20, (12,))
+        synth.InjectedEvent(10, 5, 20, (12,))
     with pytest.raises(ValueError, match="supported"):
-        inject.InjectedEvent(1, 2, 3, (99,))
+        synth.InjectedEvent(1, 2, 3, (99,))
 
 
 def test_plan_events_when_seeded_are_spaced_and_realistic() -> None:
     fps = 30.0
-    events = inject.plan_events(np.random.default_rng(3), 8, 900, fps, min_gap_s=1.0)
-    assert events == inject.plan_events(np.random.default_rng(3), 8, 900, fps, min_gap_s=1.0)
+    events = synth.plan_events(np.random.default_rng(3), 8, 900, fps, min_gap_s=1.0)
+    assert events == synth.plan_events(np.random.default_rng(3), 8, 900, fps, min_gap_s=1.0)
     for a, b in itertools.pairwise(events):
         assert (b.onset - a.offset) / fps >= 1.0 - 1 / fps
     for ev in events:
         assert 0.2 - 1 / fps <= (ev.offset - ev.onset) / fps <= 0.5 + 1 / fps
         assert ev.onset < ev.apex < ev.offset
-        combos = {aus for aus, _ in inject.EMOTION_AUS[ev.emotion_detail]}
+        combos = {aus for aus, _ in facs.DISPLAYS[ev.emotion_detail]}
         assert ev.aus in combos
-        assert ev.emotion == inject.EMOTION_CLASS[ev.emotion_detail]
+        assert ev.emotion == facs.megc_class(ev.emotion_detail) != "others"
         assert 1.0 <= ev.amplitude_px <= 3.0
     with pytest.raises(ValueError, match="do not fit"):
-        inject.plan_events(np.random.default_rng(0), 50, 300, fps)
+        synth.plan_events(np.random.default_rng(0), 50, 300, fps)
 
 
 def test_truth_rows_when_written_match_casme2_long_layout(tmp_path, shared_data) -> None:
@@ -158,12 +160,12 @@ def test_truth_rows_when_written_match_casme2_long_layout(tmp_path, shared_data)
     with open(sheet, newline="", encoding="utf-8", errors="replace") as fh:
         real = next(csv.reader(fh))
     events = [
-        inject.InjectedEvent(30, 34, 41, (4, 7), "negative", "anger", 2.0),
-        inject.InjectedEvent(90, 95, 120, (12, 14), "negative", "contempt", 1.5, "R"),
+        synth.InjectedEvent(30, 34, 41, (4, 7), "negative", "anger", 2.0),
+        synth.InjectedEvent(90, 95, 120, (12, 14), "negative", "contempt", 1.5, "R"),
     ]
-    truth = [inject.TruthEvent.from_event(ev, 30.0) for ev in events]
+    truth = [synth.TruthEvent.from_event(ev, 30.0) for ev in events]
     out = tmp_path / "truth.csv"
-    inject.write_truth_csv(str(out), truth, subject="7", clip="demo", video="demo/seed0")
+    synth.write_truth_csv(str(out), truth, subject="7", clip="demo", video="demo/seed0")
     rows = list(csv.reader(io.StringIO(out.read_text())))
     assert [len(r) for r in rows] == [len(real)] * 2
     assert rows[0] == ["7", "demo_1", "30", "34", "41", "4+7", "negative", "micro-expression", "anger", "11",
@@ -179,10 +181,10 @@ def test_region_displacement_when_au12_then_mouth_corners_move_and_brows_stay(fa
     """The ground truth of what a region signal should see: the field's mean at the region's landmarks,
     the same number `_region_mean` reads off the field, and zero where the AU does not reach."""
     image, lm = face
-    ev = inject.InjectedEvent(0, 3, 6, (12,), amplitude_px=3.0, side="L")
+    ev = synth.InjectedEvent(0, 3, 6, (12,), amplitude_px=3.0, side="L")
     disp = inject.region_displacement(lm, image.shape, ev)
-    names = inject.REGION_NAMES
-    field = inject.displacement_field(lm, image.shape, (12,), 3.0, side="L")
+    names = REGION_NAMES
+    field = synth.displacement_field(lm, image.shape, (12,), 3.0, side="L")
     got = disp[names.index("mouth_corner_L")]
     np.testing.assert_allclose(got, _region_mean(field, lm, "mouth_corner_L"), rtol=1e-5, atol=1e-6)
     assert got[0] > 0.5 and got[1] < -0.5  # outward (+x on the subject's left) and up

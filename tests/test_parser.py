@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from engine.explain.facs import AU_NAMES
 from engine.explain.parser import parse_answer, parse_aus, parse_emotion
+from engine.facs import AU_NAMES
 from tests.conftest import shared_path
 
 MELLM_EN_DISGUST = """Step 1: Motion analysis. The inner ends of both brows are bright blue-green, \

@@ -25,7 +25,7 @@ def test_plot_when_demo_clip_then_truth_and_detections_drawn_and_set_overrides_t
     tmp_path: Path, face_model: Path
 ) -> None:
     from engine.sources.demo import DemoSource
-    from spotting.inject import write_truth_csv
+    from engine.synth import write_truth_csv
 
     src = DemoSource(duration_s=7.0, events=2, seed=3, size=320, blinks_per_min=0, min_gap_s=1.0)
     folder = tmp_path / "frames"
@@ -38,7 +38,7 @@ def test_plot_when_demo_clip_then_truth_and_detections_drawn_and_set_overrides_t
 
     def plot(name: str, *extra: str) -> tuple[np.ndarray, str]:
         out = tmp_path / name
-        argv = ["-m", "spotting.plot", "--video", str(folder), "--fps", "30", "--truth", str(truth)]
+        argv = ["-m", "evaluation.plot", "--video", str(folder), "--fps", "30", "--truth", str(truth)]
         proc = subprocess.run(
             [sys.executable, *argv, "--out", str(out), *extra],
             cwd=ROOT,

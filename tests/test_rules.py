@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from engine.explain import create
-from engine.explain.facs import AU_NAMES, classify, megc_class
 from engine.explain.rules import RulesExplainer, direction_words, to_motion
 from engine.face.regions import REGIONS, side_of
+from engine.facs import AU_NAMES, classify, megc_class
 from engine.fusion.region_stats import region_stats
 from engine.types import Candidate, Evidence, FaceObservation, RegionStat, TimePoint
 from tests.conftest import ROOT, shared_path
@@ -351,6 +351,41 @@ def test_classify_when_unilateral_aus_are_on_different_sides() -> None:
     m = classify({12: "L", 14: "R"})
     assert m.detail == "contempt" and m.pattern is not None and m.pattern.label() == "14"  # not 12+14
     assert "contempt pattern 14" in m.reason() and "MEGC negative" in m.reason()
+
+
+def test_displays_when_drawn_then_a_reading_of_their_emotion_and_others_refused() -> None:
+    """The injector draws only combinations the patterns read as the drawn emotion; classify reads
+    each as drawn except the two codings the sources read two ways (AU15 and 15+17)."""
+    from engine.facs import DISPLAYS, _displays, parse_aus
+
+    misread = {
+        (detail, aus): classify(dict.fromkeys(aus, side)).detail
+        for detail, combos in DISPLAYS.items()
+        for aus, side in combos
+        if classify(dict.fromkeys(aus, side)).detail != detail
+    }
+    assert misread == {("repression", (15,)): "sadness", ("sadness", (15, 17)): "repression"}
+    assert DISPLAYS["contempt"] == (((12, 14), "R"), ((12, 14), "L"))
+    with pytest.raises(ValueError, match="display 14 of repression"):
+        _displays({"repression": ("14",)})  # a bilateral dimpler is no repression coding
+    with pytest.raises(ValueError, match="mixes sides"):
+        parse_aus("R12+L14")
+
+
+@pytest.mark.data
+def test_repression_patterns_when_read_from_casme2_then_its_commonest_codings() -> None:
+    from collections import Counter
+
+    from engine.facs import DISPLAYS, PATTERNS
+    from training.readers import read_sheet
+
+    sheet = read_sheet(shared_path("annotations", "casme2", "CASME2-coding-20190701.csv"), "casme2")
+    codings = Counter(
+        tuple(sorted(c.au for c in r.aus)) for r in sheet.records if r.emotion == "repression"
+    )
+    top4 = {aus for aus, _ in codings.most_common(4)}
+    assert {tuple(sorted(p.aus)) for p in PATTERNS if p.detail == "repression"} == top4
+    assert {aus for aus, _ in DISPLAYS["repression"]} == top4
 
 
 def test_rules_path_imports_no_torch() -> None:

@@ -30,8 +30,8 @@ from engine.sources.config import DemoConfig, SourceConfig
 from engine.sources.demo import DemoSource
 from engine.sources.folder import FolderSource
 from engine.sources.video import NetworkSource, StreamClock, StreamLost, VideoFileSource, backoff_delay
+from engine.synth import profile
 from engine.types import Frame
-from spotting.inject import profile
 from tests.conftest import ROOT, shared_path
 
 DEBIAN_PYTHON = Path("/usr/bin/python3")  # Debian's python3-gi drives GStreamer's RTSP server

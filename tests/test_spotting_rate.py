@@ -54,7 +54,7 @@ def test_measured_rate_when_a_few_frames_dropped_then_the_median_interval_wins()
     assert measured_rate(times, 24.0) == pytest.approx(30.0)
 
 
-@pytest.mark.parametrize("name", ["region-bump", "region-motion"])
+@pytest.mark.parametrize("name", ["region-bump"])
 def test_spotter_when_stated_rate_is_wrong_then_finds_what_the_true_rate_finds(face: Face, name: str) -> None:
     """Frames at 15 fps from a source that says 30: the same detections as with the true rate."""
     ev = Bump(t0=2.0, landmarks=MOUTH_R, amp=2.0, rise=0.2, decay=0.3)
@@ -102,7 +102,7 @@ def test_spotter_on_variable_rate_mov_sizes_for_its_face_frames() -> None:
     from engine.face.config import FaceConfig
     from engine.sources import open_source
     from engine.sources.config import SourceConfig
-    from spotting.evaluate import run_spotting
+    from evaluation.megc import run_spotting
 
     path = shared_path("videos", "face_noface.mov")
     src = open_source(SourceConfig(spec=str(path)))

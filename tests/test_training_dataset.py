@@ -1,6 +1,6 @@
 """Dataset builder on frame folders rendered in the CASME II layout from a real face with injected AUs.
 
-The face is the astronaut photograph shipped with the demo source; `spotting.inject` warps it with
+The face is the astronaut photograph shipped with the demo source; `engine.synth` warps it with
 FACS-driven micro-movements (2.5 px on a 200 px face) at the apex frame, so each clip's fused map
 and region statistics carry the labelled motion. The builder runs as a real subprocess.
 """
@@ -47,7 +47,7 @@ HEADER = [
 def render_casme2(root: Path, sheet: Path) -> None:
     """Frames ROOT/subXX/CLIP/img<frame>.jpg (onset, apex, offset) and a 2019-style coding sheet."""
     from engine.sources.demo import astronaut_bgr, demo_landmarks
-    from spotting.inject import apply, displacement_field
+    from engine.synth import apply, displacement_field
 
     image, landmarks = astronaut_bgr(), demo_landmarks()
     with sheet.open("w", newline="") as fh:

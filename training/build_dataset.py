@@ -54,8 +54,8 @@ import cv2
 import numpy as np
 
 from engine.errors import UserError
-from engine.explain.facs import au_name, classify, megc_class
 from engine.explain.prompts import direction_word, region_label, vlm_prompt
+from engine.facs import au_name, classify, megc_class
 from engine.types import Candidate, Evidence, FaceObservation, RegionStat, TimePoint
 from training.records import MERecord, SheetIssue
 
@@ -127,7 +127,7 @@ def describe(record: MERecord, regions: Sequence[RegionStat]) -> str:
 
     Step 1 says what the flow shows (region statistics), step 2 the coded AUs with their FACS names
     and sides, step 3 why the emotion follows (the FACS pattern the AUs match,
-    `engine.explain.facs.classify`), and the last line is the format the parser reads back.
+    `engine.facs.classify`), and the last line is the format the parser reads back.
     """
     coded = [c for c in record.aus]
     step2 = (

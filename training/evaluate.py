@@ -7,7 +7,7 @@ map PNG, region statistics, faces and flow from ``evidence/<id>.npz``;
 (`training.metrics`): AU F1 per AU and mean, 3-class UF1 / UAR / accuracy (MEGC composite), per
 dataset and over all folds (pooled, the MEGC way, and as the mean of per-fold scores).
 
-AUs are scored when FACS names them (`engine.explain.facs.AU_NAMES`); head and eye movement codes
+AUs are scored when FACS names them (`engine.facs.AU_NAMES`); head and eye movement codes
 (51-66) and unnamed descriptors are not something an explainer can report.
 
     python -m training.evaluate --data data/casme2 --explainer rules
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
-from engine.explain.facs import AU_NAMES
+from engine.facs import AU_NAMES
 from training.build_dataset import load_evidence, read_dataset
 from training.metrics import au_scores, emotion_scores
 

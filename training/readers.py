@@ -289,8 +289,9 @@ def _record(
     )
 
 
-def read_sheet(path: str | Path, layout: str | None = None) -> SheetResult:
-    """Every record of one annotation sheet, with its issues (also logged as warnings).
+def read_sheet(path: str | Path, layout: str | None = None, *, log_issues: bool = True) -> SheetResult:
+    """Every record of one annotation sheet, with its issues (also logged as warnings unless
+    ``log_issues`` is False: a caller that only wants the timings need not hear every guess).
 
     ``layout``: one of `LAYOUTS`, or None to recognise it from the header.
     """
@@ -314,7 +315,7 @@ def read_sheet(path: str | Path, layout: str | None = None) -> SheetResult:
         rec = _record(p, lay, cols, line, cells, issues)
         if rec is not None:
             records.append(rec)
-    for i in issues:
+    for i in issues if log_issues else ():
         log.warning("%s", i)
     log.info(
         "%s: %d records (%s layout, header on line %d), %d issues",

@@ -18,7 +18,7 @@ Conventions chosen here (documented because the sheets disagree):
   movement) keeps the code; ``12(?)`` keeps the uncertain code; words that are not codes (``soft
   focus``) and ``?`` / ``Unclear`` are dropped. Every such decision is returned as a note so the
   reader can report it with file and line.
-- Codes keep their FACS number even without a name in `engine.explain.facs.AU_NAMES` (``AD38`` →
+- Codes keep their FACS number even without a name in `engine.facs.AU_NAMES` (``AD38`` →
   38, ``M58`` → 58 head movement, ``61`` eye movement).
 
 >>> codes, notes = parse_au_string("1+2+R4")
@@ -36,14 +36,14 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from engine.explain.facs import MEGC_CLASS, megc_class
+from engine.facs import MEGC_CLASS, megc_class
 
 Side = Literal["L", "R", "B"]
 Severity = Literal["error", "warning"]
 
 DATASETS: tuple[str, ...] = ("casme2", "samm", "casme3", "dfme", "mmew", "smic")
 
-# Sheet labels that are spelled differently from `engine.explain.facs.DETAILS`.
+# Sheet labels that are spelled differently from `engine.facs.DETAILS`.
 _DETAIL_ALIASES: dict[str, str] = {"happy": "happiness", "sad": "sadness", "other": "others"}
 
 # MEGC 2019 composite: which emotion details each database leaves out of the 3-class set
@@ -117,7 +117,7 @@ class MERecord:
 
     @property
     def detail(self) -> str:
-        """The label in `engine.explain.facs.DETAILS` words (``happy`` → ``happiness``), else ``others``."""
+        """The label in `engine.facs.DETAILS` words (``happy`` → ``happiness``), else ``others``."""
         word = _DETAIL_ALIASES.get(self.emotion, self.emotion)
         return word if word in MEGC_CLASS else "others"
 

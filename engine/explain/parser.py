@@ -8,7 +8,7 @@ What counts as an action unit:
   number or ``L12`` outside such a list is not an AU;
 - a FACS name, alone or beside the code: ``brow lowerer``, ``AU12 (lip corner puller)``,
   ``皱眉``, ``嘴角上扬`` (the recognised Chinese names are listed in `ZH_AU_NAMES`);
-- only codes with a FACS name (`engine.explain.facs.AU_NAMES`): ``AU99`` stays text.
+- only codes with a FACS name (`engine.facs.AU_NAMES`): ``AU99`` stays text.
 
 A mention under negation in its clause ("no AU12", "not AU4", "without brow lowerer", "AU9 is
 absent", "没有AU12") is not an AU, and "not happiness" is not an emotion. Hedged mentions
@@ -17,7 +17,7 @@ left/right (左/右) right before the mention; otherwise both ("B").
 
 The emotion is taken from the answer's label ("Emotion: negative (disgust)", "情绪：负性（厌恶）",
 "the emotion is ...") when there is one, else from the last emotion word in the text. The MEGC
-class follows from the detail (`engine.explain.facs.megc_class`) unless the text states the class
+class follows from the detail (`engine.facs.megc_class`) unless the text states the class
 itself. Nothing said → ``others`` with an empty detail.
 
 >>> a = parse_answer("Step 2: AU4 (brow lowerer) and L12, no AU9. Emotion: negative (disgust)")
@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.explain.facs import AU_NAMES, au_name, megc_class
+from engine.facs import AU_NAMES, au_name, megc_class
 from engine.types import ActionUnit
 
 HEDGED_CONFIDENCE = 0.5

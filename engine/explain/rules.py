@@ -2,7 +2,7 @@
 
 No model, no torch: it reads the per-region statistics of the onset→apex flow (`RegionStat`, head
 motion removed, pixels of the aligned crop) and applies what FACS says each action unit moves
-(../shared/FACS.md), then the emotion patterns of `engine.explain.facs`. The text follows MELLM's
+(../shared/FACS.md), then the emotion patterns of `engine.facs`. The text follows MELLM's
 three steps: what moved where → which AUs and why → why this emotion.
 
 Geometry. Every region is measured per side of the subject (``_L`` = subject's left = image
@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.explain.facs import au_name, classify
 from engine.face.regions import base_of, side_of
+from engine.facs import au_name, classify
 from engine.types import ActionUnit, Evidence, Explanation, RegionStat, Side
 
 SIDES: tuple[str, str] = ("L", "R")

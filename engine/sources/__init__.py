@@ -42,7 +42,7 @@ def open_source(
     spec = cfg.spec.strip()
     if spec == "demo":
         from engine.sources.demo import DemoSource
-        from spotting.inject import format_truth, write_truth_csv
+        from engine.synth import format_truth, write_truth_csv
 
         demo = demo or DemoConfig()
         src = DemoSource.from_config(demo, fps=cfg.fps)

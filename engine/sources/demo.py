@@ -3,7 +3,7 @@
 The face is scikit-image's ``astronaut()`` (Eileen Collins, NASA, public domain), framed so the
 face is about 36 % of the frame width. Every frame is the base image warped once by
 ``cv2.remap``: slow head sway (translation and a tiny rotation), blinks (AU45 distractors, not in
-the truth) and the injected events of `spotting.inject`, then Gaussian sensor noise. Everything
+the truth) and the injected events of `engine.synth`, then Gaussian sensor noise. Everything
 is drawn from ``seed``, so the same config gives the same frames, and a frame costs a few ms.
 
 The 478 MediaPipe landmarks of the photograph were computed once, offline, and ship as
@@ -31,10 +31,9 @@ import cv2
 import numpy as np
 
 from engine.errors import UserError
+from engine.facs import BLINK_AU
 from engine.sources.config import DemoConfig
-from engine.types import Frame
-from spotting.inject import (
-    BLINK_AU,
+from engine.synth import (
     InjectedEvent,
     TruthEvent,
     UniformDurations,
@@ -45,6 +44,7 @@ from spotting.inject import (
     plan_events,
     profile,
 )
+from engine.types import Frame
 
 DATA_DIR = Path(__file__).with_name("data")
 LANDMARKS_FILE = DATA_DIR / "astronaut_landmarks.npy"
@@ -277,7 +277,7 @@ class DemoSource:
 def main(argv: list[str] | None = None) -> int:
     """``python -m engine.sources.demo --make-landmarks MODEL`` regenerates the shipped landmarks;
     without it, prints the ground truth of the default demo."""
-    from spotting.inject import format_truth
+    from engine.synth import format_truth
 
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--make-landmarks", metavar="MODEL", help="face_landmarker.task to run on the photograph")

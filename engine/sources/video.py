@@ -34,12 +34,12 @@ import numpy as np
 
 from engine.errors import SourceError
 from engine.sources.check import CheckedSource, FrameCheck, as_bgr
+from engine.timing import sane_fps
 from engine.types import Frame
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 30.0  # used for timing only when neither the container nor the user gives a rate
-_MAX_SANE_FPS = 2000.0
 # Consecutive failed reads that end a source. A failed read inside a damaged file consumes one
 # frame and decoding goes on; at the real end every read fails at once, so 250 costs nothing.
 _MAX_BAD_RUN_FILE = 250
@@ -60,15 +60,7 @@ __all__ = [
     "VideoFileSource",
     "as_bgr",
     "backoff_delay",
-    "sane_fps",
 ]
-
-
-def sane_fps(value: float) -> float | None:
-    """The capture's nominal fps, or None when it is missing or absurd (0, NaN, thousands)."""
-    if value is None or not math.isfinite(value) or value <= 0 or value > _MAX_SANE_FPS:
-        return None
-    return float(value)
 
 
 class StreamClock:

@@ -1,10 +1,12 @@
-"""FACS facts the explainers share: action-unit names, AU patterns of each emotion, MEGC classes.
+"""The one FACS table: AU names, what each AU moves, emotion patterns, MEGC classes.
 
-Sources (see ../shared/FACS.md): the AU names are the FACS manual's (Ekman, Friesen & Hager 2002);
-the emotion patterns are the EMFACS prototypes and the objective classes of Davison et al. (as
-reproduced in Merghani, Davison & Yap, arXiv 1805.02397, Table 9), plus the AU codings that the
-CASME II sheet gives its ``repression`` samples (17, 15, 15+17, 12+15: the one emotion neither table
-names). The 3-class mapping is the MEGC 2019 composite one.
+Used by the explainers (`classify`, `au_name`), the synthetic-event warper (`engine.synth`: `AU_MOVES`,
+`DISPLAYS`) and the dataset builder, so all of them read the same facts. Sources (see ../shared/FACS.md):
+the AU names are the FACS manual's (Ekman, Friesen & Hager 2002); the motions are FACS.md's "What each
+action unit moves"; the emotion patterns are the EMFACS prototypes and the objective classes of
+Davison et al. (as reproduced in Merghani, Davison & Yap, arXiv 1805.02397, Table 9), plus the AU
+codings that the CASME II sheet gives its ``repression`` samples (17, 15, 15+17, 12+15: the one
+emotion neither table names). The 3-class mapping is the MEGC 2019 composite one.
 
 `classify` picks the emotion whose pattern the detected AUs explain best and says why:
 
@@ -19,8 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
-# FACS 2002 names of the main codes; `engine/explain` parsers and the rules explainer both use them.
+from engine.types import Side
+
+# FACS 2002 names of the main codes; the parsers, the rules explainer and the dataset builder use them.
 AU_NAMES: dict[int, str] = {
     1: "Inner Brow Raiser",
     2: "Outer Brow Raiser",
@@ -65,6 +70,70 @@ AU_NAMES: dict[int, str] = {
     45: "Blink",
     46: "Wink",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class RegionMove:
+    """One region's motion under an AU, in face axes: ``outward`` (away from the face's midline,
+    negative = toward it) and ``up`` (toward the forehead); ``gain`` scales the AU's amplitude."""
+
+    region: str  # region base name of `engine.face.regions`, e.g. "mouth_corner"
+    outward: float
+    up: float
+    gain: float = 1.0
+
+
+# AU → regions it moves and how (FACS.md, "What each action unit moves"): what `engine.synth` warps a
+# face by. Directions are unit vectors in (outward, up); gains < 1 for the secondary regions an AU drags.
+AU_MOVES: dict[int, tuple[RegionMove, ...]] = {
+    1: (RegionMove("brow_inner", 0.0, 1.0),),  # inner brows up
+    2: (RegionMove("brow_outer", 0.0, 1.0),),  # outer brows up
+    4: (  # brows down and together
+        RegionMove("brow_inner", -0.6, -0.8),
+        RegionMove("brow_outer", -0.3, -0.95, 0.6),
+    ),
+    5: (RegionMove("eyelid_upper", 0.0, 1.0, 0.7),),  # upper lid up
+    6: (  # cheeks and the skin below the eye up
+        RegionMove("cheek", 0.0, 1.0),
+        RegionMove("eyelid_lower", 0.0, 1.0, 0.5),
+    ),
+    7: (RegionMove("eyelid_lower", -0.3, 0.95, 0.8),),  # lower lid up and in
+    9: (  # nose wings up (inner brows may be pulled down a little)
+        RegionMove("nose_wing", 0.0, 1.0),
+        RegionMove("brow_inner", 0.0, -1.0, 0.3),
+    ),
+    10: (RegionMove("lip_upper", 0.0, 1.0),),  # upper lip up
+    12: (  # lip corners up and outward (cheeks follow)
+        RegionMove("mouth_corner", 0.7071, 0.7071),
+        RegionMove("cheek", 0.3, 0.95, 0.35),
+    ),
+    14: (RegionMove("mouth_corner", -1.0, 0.0),),  # corners pulled inward (dimple)
+    15: (RegionMove("mouth_corner", 0.2, -0.98),),  # corners down
+    17: (  # chin boss and lower lip pushed up
+        RegionMove("chin", 0.0, 1.0),
+        RegionMove("lip_lower", 0.0, 1.0, 0.6),
+    ),
+    20: (RegionMove("mouth_corner", 1.0, -0.1),),  # corners stretched sideways
+    23: (  # lips narrowed and tightened
+        RegionMove("mouth_corner", -1.0, 0.0, 0.6),
+        RegionMove("lip_upper", 0.0, -1.0, 0.4),
+        RegionMove("lip_lower", 0.0, 1.0, 0.4),
+    ),
+    24: (  # lips pressed together, lower lip up
+        RegionMove("lip_lower", 0.0, 1.0),
+        RegionMove("lip_upper", 0.0, -1.0, 0.5),
+    ),
+    25: (  # lips part
+        RegionMove("lip_lower", 0.0, -1.0),
+        RegionMove("lip_upper", 0.0, 1.0, 0.4),
+    ),
+    26: (  # jaw drops
+        RegionMove("chin", 0.0, -1.0),
+        RegionMove("lip_lower", 0.0, -1.0, 0.8),
+    ),
+}
+BLINK_AU = 45  # eyelids close and open (a distractor for spotting; `engine.synth.blink_field` warps it)
+SUPPORTED_AUS: tuple[int, ...] = (*sorted(AU_MOVES), BLINK_AU)  # the AUs `engine.synth` can warp
 
 DETAILS: tuple[str, ...] = (
     "happiness",
@@ -160,8 +229,12 @@ PATTERNS: tuple[Pattern, ...] = (
     *(_p("disgust", a, _DAVISON + " IV") for a in ("10", "9", "4+9", "4+7+9", "4+9+17", "4+7+10", "7+10")),
     *(_p("sadness", a, _DAVISON + " V") for a in ("1", "15", "1+4", "6+15")),
     *(_p("fear", a, _DAVISON + " VI") for a in ("1+2+4", "20")),
-    # Davison V also lists 15+17; CASME II codes that combination as repression (4 of 4 samples).
-    *(_p("repression", a, _CASME) for a in ("17", "15+17", "12+15")),
+    # The four commonest codings of CASME II's repression samples (17: 12, 15: 6, 15+17: 4, 12+15: 2).
+    *(_p("repression", a, _CASME) for a in ("17", "15", "15+17", "12+15")),
+    # Davison V also lists 15+17. AU15 alone and 15+17 thus read two ways; `classify` takes the earlier
+    # row (15 sadness, 15+17 repression: CASME II codes it so 4 times of 4, SAMM sadness once), while
+    # the injector draws both readings (`DISPLAYS`).
+    _p("sadness", "15+17", _DAVISON + " V"),
 )
 
 
@@ -226,3 +299,45 @@ def classify(sides: Mapping[int, str], confidence: Mapping[int, float] | None = 
         return Match("others", "others", None, frozenset(), frozenset(), 0.0)
     key, p, matched, missing = best
     return Match(p.detail, megc_class(p.detail), p, matched, missing, key[0])
+
+
+def parse_aus(text: str) -> tuple[tuple[int, ...], Side]:
+    """``"4+7"`` → ((4, 7), "B"); ``"R12+R14"`` → ((12, 14), "R"): AUs and the side they act on, as
+    the annotation sheets write them (one side for all, or none for both)."""
+    terms = text.split("+")
+    sides = {t[0] if t[:1] in ("L", "R") else "B" for t in terms}
+    if len(sides) != 1:
+        raise ValueError(f"AU combination {text!r} mixes sides; write every AU with one side or none")
+    return tuple(int(t.lstrip("LR")) for t in terms), cast(Side, sides.pop())
+
+
+def _displays(table: dict[str, tuple[str, ...]]) -> dict[str, tuple[tuple[tuple[int, ...], Side], ...]]:
+    """``table`` parsed, each combination checked to be a reading of its emotion in `PATTERNS`: a
+    pattern of that emotion it matches whole, or most of a partial prototype (ValueError otherwise)."""
+    out: dict[str, tuple[tuple[tuple[int, ...], Side], ...]] = {}
+    for detail, texts in table.items():
+        combos = tuple(parse_aus(t) for t in texts)
+        for (aus, side), text in zip(combos, texts, strict=True):
+            sides = dict.fromkeys(aus, side)
+            if not any(
+                p.detail == detail and (s := _score(p, sides)) is not None and s[1] == set(aus)
+                for p in PATTERNS
+            ):
+                raise ValueError(f"display {text} of {detail} is no {detail} pattern of PATTERNS")
+        out[detail] = combos
+    return out
+
+
+# What the injector draws for each emotion (uniformly, in this order, which fixes what a seed draws):
+# AU combinations a micro-expression of it shows, each a reading of it in `PATTERNS` (checked here);
+# 1+2+5 and 1+2+4+5+20 are most of the EMFACS surprise and fear prototypes. Contempt is unilateral.
+DISPLAYS: dict[str, tuple[tuple[tuple[int, ...], Side], ...]] = _displays({
+    "happiness": ("6+12", "12", "6+7+12", "7+12"),
+    "surprise": ("1+2", "1+2+5", "1+2+25", "5"),
+    "disgust": ("9", "4+9", "10", "4+7+10", "9+15+17"),
+    "repression": ("17", "15", "15+17", "12+15"),
+    "sadness": ("1+4", "1+4+15", "15", "15+17"),
+    "fear": ("1+2+4", "20", "1+2+4+5+20"),
+    "anger": ("4", "4+7", "4+5+7", "23", "17+24"),
+    "contempt": ("R12+R14", "L12+L14"),
+})

@@ -10,7 +10,7 @@ true positive of the micro (macro) row only when both are micro (macro): a micro
 macro truth is a true positive overall, a false positive among the micro and a miss among the macro.
 
 Datasets (``--dataset``; sheet from ``../shared/data/annotations``-style files, see
-`spotting.annotations`):
+`evaluation.annotations`):
 
 - ``casme2_long``: CAS(ME)^2 long videos. ``--root`` holds either videos ``<root>/rawvideo/s15/
   15_0101disgustingteeth.avi`` (also ``<root>/s15/15_0101disgustingteeth.avi``, any of .avi .mp4
@@ -26,9 +26,9 @@ databases).
 
 Command line::
 
-    python -m spotting.evaluate --dataset casme2_long --sheet "CAS(ME)^2code_final(Updated).csv" \
+    python -m evaluation.megc --dataset casme2_long --sheet "CAS(ME)^2code_final(Updated).csv" \
         --root /data/CASME2_long [--plot-dir DIR] [--detections-out det.csv]
-    python -m spotting.evaluate --dataset samm_long --sheet SAMM_LongVideos_V2_Release.csv \
+    python -m evaluation.megc --dataset samm_long --sheet SAMM_LongVideos_V2_Release.csv \
         --detections det.csv        # score a detection file (video,onset,offset[,kind]) only
 
 >>> score = megc_score({"v": ([(10, 20, "micro")], [(12, 21, "micro")])})
@@ -294,10 +294,10 @@ def find_media(root: Path, rel: str, prefixes: Sequence[str]) -> Path | None:
 
 
 def dataset_items(dataset: str, sheet: Path, root: Path | None) -> list[VideoItem]:
-    """The videos of ``sheet`` (a `spotting.annotations` layout) with their truth; ``root`` None keeps
+    """The videos of ``sheet`` (a `evaluation.annotations` layout) with their truth; ``root`` None keeps
     only the names (for ``--detections``). A video of the sheet missing under ``root`` is skipped
     with a warning; none found at all is a `UserError`."""
-    from spotting.annotations import DATASETS, read_long_sheet
+    from evaluation.annotations import DATASETS, read_long_sheet
 
     if dataset not in DATASETS:
         raise UserError(f"unknown dataset {dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
@@ -436,7 +436,7 @@ def evaluate_dataset(
         frames += run.frames
         secs += run.face_s + run.spot_s
         if plot_dir is not None:
-            from spotting.plot import plot_run
+            from evaluation.figures import plot_run
 
             plot_dir.mkdir(parents=True, exist_ok=True)
             plot_run(
@@ -454,10 +454,10 @@ def evaluate_dataset(
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m spotting.evaluate``: the MEGC table of the engine's spotter on a long-video dataset."""
-    from spotting.annotations import DATASETS
+    """``python -m evaluation.megc``: the MEGC table of the engine's spotter on a long-video dataset."""
+    from evaluation.annotations import DATASETS
 
-    ap = argparse.ArgumentParser(prog="python -m spotting.evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m evaluation.megc", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     ap.add_argument("--sheet", required=True, type=Path, help="the dataset's annotation sheet (csv or xlsx)")
     ap.add_argument("--root", type=Path, help="dataset root with the videos or frame folders")
@@ -531,13 +531,10 @@ def _configs(path: Path | None) -> tuple[object, object]:
 
     if path is None:
         return FaceConfig(), SpottingConfig()
-    try:
-        from engine.config import load_config
+    from engine.config import load_config
 
-        cfg = load_config(path)
-        return cfg.face, cfg.spotting
-    except ImportError:  # pragma: no cover - engine.config always ships load_config
-        raise UserError("engine.config.load_config is unavailable; run without --config") from None
+    cfg = load_config(path)
+    return cfg.face, cfg.spotting
 
 
 if __name__ == "__main__":

@@ -181,16 +181,6 @@ class SheetSample:
     emotion_detail: str
 
 
-_EMOTION_ALIASES = {
-    "happy": "happiness",
-    "sad": "sadness",
-    "disgusted": "disgust",
-    "angry": "anger",
-    "fearful": "fear",
-    "surprised": "surprise",
-    "other": "others",
-}
-
 DEFAULT_SHEETS: tuple[tuple[str, str], ...] = (
     ("casme2", "casme2/CASME2-coding-20190701.csv"),
     ("samm", "samm/SAMM_Micro_FACS_Codes_v2.csv"),
@@ -201,7 +191,7 @@ DEFAULT_SHEETS: tuple[tuple[str, str], ...] = (
 class SheetEvents:
     """Durations, onset-apex-offset profiles, AU combinations and emotions drawn from real sheets.
 
-    Implements the injector's `spotting.inject.DurationSampler` (``sample`` → (rise_s, fall_s),
+    Implements the injector's `engine.synth.DurationSampler` (``sample`` → (rise_s, fall_s),
     ``max_s``) and its emotion prior (``sample_aus`` → (emotion_detail, aus, side)); each draw picks
     one real annotated event, so its timing and AUs come from the same expression. Only events whose
     onset→offset is in [``min_s``, ``max_s``] and that hold at least one AU the injector can make
@@ -230,34 +220,26 @@ class SheetEvents:
 
         ok = set(int(a) for a in supported)
         samples: list[SheetSample] = []
-        quiet = logging.getLogger("training.readers")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # the readers report every guess; here only the timing matters
-        try:
-            for layout, rel in sheets:
-                p = Path(root) / rel
-                if not p.is_file():
-                    raise UserError(f"annotation sheet {p} is missing; pass the annotations folder")
-                for r in read_sheet(p, layout).records:
-                    if r.apex is None or r.offset is None or not r.onset <= r.apex <= r.offset:
-                        continue
-                    total = (r.offset - r.onset) / r.fps
-                    if not min_s <= total <= max_s:
-                        continue
-                    codes = [c for c in r.aus if c.au in ok]
-                    if not codes:
-                        continue
-                    sides = {c.side for c in codes}
-                    side: Side = codes[0].side if len(sides) == 1 else "B"
-                    aus = tuple(dict.fromkeys(c.au for c in codes))
-                    emotion = _EMOTION_ALIASES.get(r.emotion, r.emotion) or "others"
-                    samples.append(
-                        SheetSample(
-                            (r.apex - r.onset) / r.fps, (r.offset - r.apex) / r.fps, aus, side, emotion
-                        )
-                    )
-        finally:
-            quiet.setLevel(level)
+        for layout, rel in sheets:
+            p = Path(root) / rel
+            if not p.is_file():
+                raise UserError(f"annotation sheet {p} is missing; pass the annotations folder")
+            # Only the timings and AUs matter here: the readers' guesses about other cells are not logged.
+            for r in read_sheet(p, layout, log_issues=False).records:
+                if r.apex is None or r.offset is None or not r.onset <= r.apex <= r.offset:
+                    continue
+                total = (r.offset - r.onset) / r.fps
+                if not min_s <= total <= max_s:
+                    continue
+                codes = [c for c in r.aus if c.au in ok]
+                if not codes:
+                    continue
+                sides = {c.side for c in codes}
+                side: Side = codes[0].side if len(sides) == 1 else "B"
+                aus = tuple(dict.fromkeys(c.au for c in codes))
+                samples.append(
+                    SheetSample((r.apex - r.onset) / r.fps, (r.offset - r.apex) / r.fps, aus, side, r.detail)
+                )
         return cls(samples, max_s)
 
     def _draw(self, rng: np.random.Generator) -> SheetSample:

@@ -1,14 +1,11 @@
-"""Plots of a spotting run: per-region score, threshold, detections and ground truth as one PNG.
+"""Plot a spotting run on one video: per-region score, threshold, detections and ground truth as one PNG.
 
-Researchers tune by looking: one row per region group (brows, eyelids, nose, mouth, chin, cheeks),
-each region's score over time, the firing threshold (dashed), detected intervals shaded (micro
-orange, macro purple) and ground truth intervals as green bars. matplotlib with the Agg backend
-(no display needed).
+Researchers tune by looking (the figure: `evaluation.figures.plot_run`).
 
-    python -m spotting.plot --video FILE [--fps F] [--truth truth.csv] [--spotter NAME]
+    python -m evaluation.plot --video FILE [--fps F] [--truth truth.csv] [--spotter NAME]
                             [--config engine.toml] [--set spotting.KEY=VALUE ...] --out plot.png
 
-``--truth`` is a CSV in the CAS(ME)^2 long-video layout (as `spotting.inject.write_truth_csv`
+``--truth`` is a CSV in the CAS(ME)^2 long-video layout (as `engine.synth.write_truth_csv`
 writes it; onset and offset are the 3rd and 5th columns, frame indices of the video). ``--config``
 and ``--set`` take the engine's config file and overrides (as ``run_stream.py`` does; the face and
 spotting sections are used, ``spotting.flow`` included), so a setting is tuned by plotting it.
@@ -23,67 +20,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from engine.cli import cli_main
 from engine.errors import UserError
-from engine.face.regions import REGION_BASES, REGION_NAMES, base_of
-from spotting.evaluate import SpotRun
-
-GROUPS: dict[str, tuple[str, ...]] = {
-    "brows": ("brow_inner", "brow_outer"),
-    "eyelids": ("eyelid_upper", "eyelid_lower"),
-    "nose & cheeks": ("nose_wing", "cheek"),
-    "mouth": ("mouth_corner", "lip_upper", "lip_lower"),
-    "chin": ("chin",),
-}
-assert set(b for g in GROUPS.values() for b in g) == set(REGION_BASES)
-
-
-def plot_run(
-    out: str | Path, run: SpotRun, fps: float, truth: Sequence[tuple[int, int]] = (), title: str = ""
-) -> Path:
-    """Draw ``run`` (made with ``keep_scores=True``) to ``out`` (PNG); ``truth`` as (onset, offset) frames.
-
-    >>> plot_run("/tmp/p.png", run, 30.0, truth=[(40, 52)])  # doctest: +SKIP
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [(i, t, v) for i, t, v in run.scores if v is not None]
-    if not rows:
-        raise ValueError(
-            "the run holds no scored frame: run the spotter with keep_scores=True on a face video"
-        )
-    frames = np.array([r[0] for r in rows])
-    z = np.stack([np.asarray(r[2][0]) for r in rows])  # type: ignore[index]
-    th = [r[2][1] for r in rows]  # type: ignore[index]
-    thr = np.stack([np.asarray(x) for x in th]) if all(x is not None for x in th) else None
-    fig, axes = plt.subplots(len(GROUPS), 1, figsize=(12, 2.0 * len(GROUPS)), sharex=True)
-    tsec = frames / fps
-    for ax, (group, bases) in zip(axes, GROUPS.items(), strict=True):
-        idx = [i for i, n in enumerate(REGION_NAMES) if base_of(n) in bases]
-        for i in idx:
-            ax.plot(tsec, z[:, i], lw=0.8, label=REGION_NAMES[i])
-        if thr is not None:
-            ax.plot(tsec, thr[:, idx].max(axis=1), "k--", lw=0.8, label="threshold")
-        for c in run.candidates:
-            colour = "tab:orange" if c.kind == "micro" else "tab:purple"
-            ax.axvspan(c.onset.frame / fps, c.offset.frame / fps, color=colour, alpha=0.25)
-        top = float(np.nanmax(z[:, idx])) if len(idx) else 1.0
-        for on, off in truth:
-            ax.plot([on / fps, off / fps], [top * 1.05] * 2, color="tab:green", lw=4, solid_capstyle="butt")
-        ax.set_ylabel(group)
-        ax.legend(loc="upper right", fontsize=6, ncol=4)
-    axes[-1].set_xlabel("time (s)")
-    fig.suptitle(title or "spotting scores (shaded: detections, green: ground truth)")
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+from evaluation.figures import plot_run
+from evaluation.megc import run_spotting
 
 
 def read_truth_csv(path: Path) -> list[tuple[int, int]]:
@@ -124,7 +64,7 @@ def check_out(out: Path) -> None:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m spotting.plot", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m evaluation.plot", description=__doc__.split("\n\n")[0])
     ap.add_argument("--video", required=True, type=Path, help="video file or frame folder")
     ap.add_argument("--fps", type=float, default=0.0, help="frame rate (required for frame folders)")
     ap.add_argument("--truth", type=Path, help="ground truth CSV (CAS(ME)^2 long-video layout)")
@@ -148,7 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine.sources import open_source
     from engine.sources.config import SourceConfig
     from spotting import create_spotter
-    from spotting.evaluate import run_spotting
 
     overrides = dict(parse_override(item) for item in args.set)
     if args.spotter:

@@ -1,18 +1,17 @@
-"""Inject FACS-driven micro-movements into real face images (ground truth for spotting).
+"""FACS-driven face warping for synthetic micro-expressions with known ground truth.
 
 A micro-expression moves the skin by a pixel or two for 0.04-0.5 s. This module makes such
-movements on demand: each action unit moves the mesh regions FACS says it moves (see
-``../shared/FACS.md``; region names from `engine.face.regions`, subject's own sides) in the
-direction FACS gives, as a smooth displacement field (a sum of Gaussian bumps anchored on the
-region's landmarks, sigma scaled to the face) times an onset-apex-offset profile. Frames are warped
-with ``cv2.remap`` using the backward map ``src(p) = p - w * d(p)``, so texture at ``q`` moves to
-about ``q + w * d(q)`` (exact to first order for the smooth, small fields used here).
+movements on demand: each action unit moves the mesh regions `engine.facs.AU_MOVES` says it moves
+(region names from `engine.face.regions`, subject's own sides) in the direction FACS gives, as a
+smooth displacement field (a sum of Gaussian bumps anchored on the region's landmarks, sigma scaled
+to the face) times an onset-apex-offset profile. Frames are warped with ``cv2.remap`` using the
+backward map ``src(p) = p - w * d(p)``, so texture at ``q`` moves to about ``q + w * d(q)`` (exact to
+first order for the smooth, small fields used here).
 
-Used by the `demo` source and by the spotting benchmark. Drawing of durations is a hook
-(`DurationSampler`): `UniformDurations` here, and `spotting.annotations.SheetEvents`, which draws
-real annotated events (CASME II, SAMM, CAS(ME)^3, rescaled to the video's fps) so duration,
-onset-apex-offset profile, AU combination and emotion come from one real expression.
-`render_frame` warps the active events into a video frame, anchored on that frame's landmarks.
+Used by the `demo` source (below the sources: it imports no later stage) and by the offline
+injected-event benchmark (`evaluation.inject`). Events are drawn with `plan_events`: durations from
+a `DurationSampler` (`UniformDurations` here; real annotated events in `evaluation.annotations`),
+emotion and AUs from `engine.facs.DISPLAYS`; the truth is written in the CAS(ME)^2 long-video layout.
 
 >>> import numpy as np
 >>> from engine.sources.demo import demo_landmarks  # 478x2 landmarks of the shipped demo face
@@ -24,17 +23,18 @@ onset-apex-offset profile, AU combination and emotion come from one real express
 
 from __future__ import annotations
 
+import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import cv2
 import numpy as np
 
-from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS, RIGID_POINTS, face_width
+from engine.face.regions import EYE_L, EYE_R, REGIONS, RIGID_POINTS, face_width
+from engine.facs import AU_MOVES, BLINK_AU, DISPLAYS, SUPPORTED_AUS, megc_class
 from engine.types import Side, TimePoint
-from spotting.signals import EYELID_BASES
 
 # Amplitudes are given for a face this wide (pixels between the face-contour points 234 and 454).
 REFERENCE_FACE_WIDTH = 200.0
@@ -46,114 +46,11 @@ SIGMA_FRAC = 0.06
 # prod_r (1 - exp(-|p - r|^2 / (2 s^2))) over those points, s = RIGID_SIGMA_FRAC × face width
 # (5 px on a 200 px face): zero at the rigid points, untouched a couple of s away.
 RIGID_SIGMA_FRAC = 0.025
-BLINK_AU = 45
 _UPPER_TRAVEL = 0.75  # in a blink the upper lid covers 3/4 of the opening, the lower lid rises 1/4
 
 # The subject's lateral axis runs from the right eye's outer corner to the left eye's (image left
 # to image right on a non-mirrored frame); the face width is `engine.face.regions.face_width`.
 _EYE_OUTER_R, _EYE_OUTER_L = 33, 263
-
-
-@dataclass(frozen=True, slots=True)
-class RegionMove:
-    """One region's motion under an AU, in face axes: ``outward`` (away from the face's midline,
-    negative = toward it) and ``up`` (toward the forehead); ``gain`` scales the AU's amplitude."""
-
-    region: str  # region base name, e.g. "mouth_corner"
-    outward: float
-    up: float
-    gain: float = 1.0
-
-
-# AU → regions it moves and how (FACS.md, "What each action unit moves"). Directions are unit
-# vectors in (outward, up); gains < 1 for the secondary regions an AU drags along.
-AU_MOVES: dict[int, tuple[RegionMove, ...]] = {
-    1: (RegionMove("brow_inner", 0.0, 1.0),),  # inner brows up
-    2: (RegionMove("brow_outer", 0.0, 1.0),),  # outer brows up
-    4: (  # brows down and together
-        RegionMove("brow_inner", -0.6, -0.8),
-        RegionMove("brow_outer", -0.3, -0.95, 0.6),
-    ),
-    5: (RegionMove("eyelid_upper", 0.0, 1.0, 0.7),),  # upper lid up
-    6: (  # cheeks and the skin below the eye up
-        RegionMove("cheek", 0.0, 1.0),
-        RegionMove("eyelid_lower", 0.0, 1.0, 0.5),
-    ),
-    7: (RegionMove("eyelid_lower", -0.3, 0.95, 0.8),),  # lower lid up and in
-    9: (  # nose wings up (inner brows may be pulled down a little)
-        RegionMove("nose_wing", 0.0, 1.0),
-        RegionMove("brow_inner", 0.0, -1.0, 0.3),
-    ),
-    10: (RegionMove("lip_upper", 0.0, 1.0),),  # upper lip up
-    12: (  # lip corners up and outward (cheeks follow)
-        RegionMove("mouth_corner", 0.7071, 0.7071),
-        RegionMove("cheek", 0.3, 0.95, 0.35),
-    ),
-    14: (RegionMove("mouth_corner", -1.0, 0.0),),  # corners pulled inward (dimple)
-    15: (RegionMove("mouth_corner", 0.2, -0.98),),  # corners down
-    17: (  # chin boss and lower lip pushed up
-        RegionMove("chin", 0.0, 1.0),
-        RegionMove("lip_lower", 0.0, 1.0, 0.6),
-    ),
-    20: (RegionMove("mouth_corner", 1.0, -0.1),),  # corners stretched sideways
-    23: (  # lips narrowed and tightened
-        RegionMove("mouth_corner", -1.0, 0.0, 0.6),
-        RegionMove("lip_upper", 0.0, -1.0, 0.4),
-        RegionMove("lip_lower", 0.0, 1.0, 0.4),
-    ),
-    24: (  # lips pressed together, lower lip up
-        RegionMove("lip_lower", 0.0, 1.0),
-        RegionMove("lip_upper", 0.0, -1.0, 0.5),
-    ),
-    25: (  # lips part
-        RegionMove("lip_lower", 0.0, -1.0),
-        RegionMove("lip_upper", 0.0, 1.0, 0.4),
-    ),
-    26: (  # jaw drops
-        RegionMove("chin", 0.0, -1.0),
-        RegionMove("lip_lower", 0.0, -1.0, 0.8),
-    ),
-}
-SUPPORTED_AUS: tuple[int, ...] = (*sorted(AU_MOVES), BLINK_AU)
-
-
-def moved_bases(aus: Iterable[int]) -> frozenset[str]:
-    """The region base names (`engine.face.regions.REGION_BASES`) that the injected action units
-    ``aus`` move: `AU_MOVES`, and both eyelids for a blink.
-
-    >>> sorted(moved_bases([1, 2]))
-    ['brow_inner', 'brow_outer']
-    """
-    out = {m.region for au in aus for m in AU_MOVES.get(int(au), ())}
-    if any(int(au) == BLINK_AU for au in aus):
-        out |= EYELID_BASES
-    return frozenset(out)
-
-# Emotion (detail label) → 3-class MEGC label (FACS.md, "MEGC 2019 composite 3-class mapping").
-EMOTION_CLASS: dict[str, str] = {
-    "happiness": "positive",
-    "surprise": "surprise",
-    "disgust": "negative",
-    "repression": "negative",
-    "sadness": "negative",
-    "fear": "negative",
-    "anger": "negative",
-    "contempt": "negative",
-}
-
-# Emotion → typical AU combinations (FACS.md: EMFACS prototypes and the objective classes of
-# Davison et al.; repression from the CASME II coding sheet: 17, 15, 15+17, 14). Each combination
-# carries the side it acts on ("B" both; contempt is unilateral).
-EMOTION_AUS: dict[str, tuple[tuple[tuple[int, ...], Side], ...]] = {
-    "happiness": (((6, 12), "B"), ((12,), "B"), ((6, 7, 12), "B"), ((7, 12), "B")),
-    "surprise": (((1, 2), "B"), ((1, 2, 5), "B"), ((1, 2, 25), "B"), ((5,), "B")),
-    "disgust": (((9,), "B"), ((4, 9), "B"), ((10,), "B"), ((4, 7, 10), "B"), ((9, 15, 17), "B")),
-    "repression": (((17,), "B"), ((15,), "B"), ((15, 17), "B"), ((14,), "B")),
-    "sadness": (((1, 4), "B"), ((1, 4, 15), "B"), ((15,), "B"), ((15, 17), "B")),
-    "fear": (((1, 2, 4), "B"), ((20,), "B"), ((1, 2, 4, 5, 20), "B")),
-    "anger": (((4,), "B"), ((4, 7), "B"), ((4, 5, 7), "B"), ((23,), "B"), ((17, 24), "B")),
-    "contempt": (((12, 14), "R"), ((12, 14), "L")),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,25 +261,6 @@ def blink_field(landmarks: np.ndarray, shape: tuple[int, ...], side: Side = "B")
 
 
 # ---------------------------------------------------------------------------------------------
-def region_displacement(landmarks: np.ndarray, shape: tuple[int, ...], event: InjectedEvent) -> np.ndarray:
-    """What ``event`` moves each region by at its apex: (len(REGION_NAMES), 2) float32, frame pixels.
-
-    The mean of its field (`displacement_field`, or `blink_field` for AU45) at the region's landmarks
-    of ``landmarks`` (478×2 on the untouched frame): the ground truth a spotter's region signal
-    should see, used to tell how visible an injected event is against a face's own motion.
-    """
-    pts = np.asarray(landmarks, dtype=np.float32)[:, :2]
-    field = displacement_field(pts, shape, event.aus, event.amplitude_px, event.side)
-    h, w = int(shape[0]), int(shape[1])
-    out = np.empty((len(REGION_NAMES), 2), np.float32)
-    for i, name in enumerate(REGION_NAMES):
-        ij = np.rint(pts[list(REGIONS[name])]).astype(np.int64)
-        ij[:, 0] = np.clip(ij[:, 0], 0, w - 1)
-        ij[:, 1] = np.clip(ij[:, 1], 0, h - 1)
-        out[i] = field[ij[:, 1], ij[:, 0]].mean(axis=0)
-    return out
-
-
 # Time and warping
 
 
@@ -429,31 +307,6 @@ def apply(
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
-def render_frame(
-    image: np.ndarray,
-    landmarks: np.ndarray | None,
-    events: Sequence[InjectedEvent],
-    index: int,
-    grid: tuple[np.ndarray, np.ndarray] | None = None,
-) -> np.ndarray:
-    """``image`` (H×W[×C] uint8) of frame ``index`` with every active event of ``events`` warped in.
-
-    ``landmarks``: the 478×2 mesh tracked on this (untouched) frame, so the field follows the face as
-    it moves; None (no face) leaves the frame as it is. Each event's field is scaled by its
-    `profile` weight; overlapping events add."""
-    active = [ev for ev in events if ev.active(index)]
-    if landmarks is None or not active:
-        return image
-    total: np.ndarray | None = None
-    for ev in active:
-        w = profile(index, ev)
-        if w <= 0.0:
-            continue
-        f = displacement_field(landmarks, image.shape, ev.aus, ev.amplitude_px, ev.side) * np.float32(w)
-        total = f if total is None else total + f
-    return image if total is None else apply(image, total, 1.0, grid)
-
-
 # ---------------------------------------------------------------------------------------------
 # Drawing realistic events
 
@@ -485,19 +338,19 @@ class UniformDurations:
 
 @dataclass(frozen=True, slots=True)
 class EmotionPrior:
-    """Which emotion to draw (``weights`` by detail label; uniform over `EMOTION_AUS` when empty) and,
-    for it, one of its typical AU combinations (uniform)."""
+    """Which emotion to draw (``weights`` by detail label; uniform over `engine.facs.DISPLAYS` when
+    empty) and, for it, one of its typical AU combinations (uniform)."""
 
     weights: dict[str, float] = field(default_factory=dict)
 
     def sample(self, rng: np.random.Generator) -> tuple[str, tuple[int, ...], Side]:
         """(emotion_detail, aus, side)."""
-        names = [n for n in EMOTION_AUS if not self.weights or self.weights.get(n, 0.0) > 0]
+        names = [n for n in DISPLAYS if not self.weights or self.weights.get(n, 0.0) > 0]
         if not names:
-            raise ValueError(f"no emotion with a positive weight; known: {sorted(EMOTION_AUS)}")
+            raise ValueError(f"no emotion with a positive weight; known: {sorted(DISPLAYS)}")
         p = np.array([self.weights.get(n, 1.0) if self.weights else 1.0 for n in names], np.float64)
         emotion = names[int(rng.choice(len(names), p=p / p.sum()))]
-        combos = EMOTION_AUS[emotion]
+        combos = DISPLAYS[emotion]
         aus, side = combos[int(rng.integers(len(combos)))]
         return emotion, aus, side
 
@@ -515,7 +368,7 @@ def draw_event(
     durations = durations or UniformDurations()
     sample_aus = getattr(durations, "sample_aus", None)
     if prior is None and callable(sample_aus):
-        # A sampler of real annotated events (spotting.annotations.SheetEvents): AUs, emotion and
+        # A sampler of real annotated events (evaluation.annotations.SheetEvents): AUs, emotion and
         # timing come from the same expression.
         detail, aus, side = sample_aus(rng)
     else:
@@ -524,7 +377,7 @@ def draw_event(
     rise = max(1, round(rise_s * fps))
     fall = max(1, round(fall_s * fps))
     amp = float(rng.uniform(*amplitude_range))
-    emotion = EMOTION_CLASS.get(detail, "others")
+    emotion = megc_class(detail)
     return InjectedEvent(onset, onset + rise, onset + rise + fall, tuple(aus), emotion, detail, amp, side)
 
 
@@ -599,8 +452,6 @@ def truth_rows(
 
 def write_truth_csv(path: str, truth: Sequence[TruthEvent], **kw: str) -> None:
     """Write `truth_rows` to ``path`` (CAS(ME)^2 long-video layout, no header)."""
-    import csv
-
     with open(path, "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows(truth_rows(truth, **kw))
 
