@@ -1,7 +1,7 @@
 """ME-VQA: the challenge's question kinds and answers, the scorer on hand-computed figures, and the
 ``answer`` command on tiny clips in the CASME II and SAMM folder layouts.
 
-The clips are the astronaut photograph shipped with the demo source, warped by `spotting.inject`
+The clips are the astronaut photograph shipped with the demo source, warped by `engine.synth`
 with one FACS movement (3 px on a 200 px face) rising from the onset to the apex and back, every
 frame written; the question file is in the MEGC 2025 format (``me_vqa_*_test_to_answer.jsonl``:
 onset and offset given, no apex; the training file gives neither).
@@ -176,7 +176,8 @@ N_FRAMES = 9  # onset, rise to the apex at frame 4, fall back to the offset
 
 def render_tiny(root: Path) -> None:
     from engine.sources.demo import astronaut_bgr, demo_landmarks
-    from spotting.inject import InjectedEvent, render_frame
+    from engine.synth import InjectedEvent
+    from evaluation.inject import render_frame
 
     image, landmarks = astronaut_bgr(), demo_landmarks()
     for layout, subject, clip, first, aus, _, _ in TINY:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
-from engine.explain.facs import AU_NAMES
+from engine.facs import AU_NAMES
 from training.metrics import au_scores
 
 log = logging.getLogger(__name__)

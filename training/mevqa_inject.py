@@ -2,9 +2,9 @@
 
     python -m training.mevqa_inject --out DIR [--videos V1.mp4 ...] [--seeds 3] [--first-seed 3]
 
-Real annotated events (`spotting.annotations.SheetEvents`: duration, apex position, AU combination
+Real annotated events (`evaluation.annotations.SheetEvents`: duration, apex position, AU combination
 and emotion of one real CASME II / SAMM / CAS(ME)^3 expression, AUs the injector cannot make left
-out) are warped into real face videos (`spotting.inject.render_frame`, anchored on the landmarks
+out) are warped into real face videos (`evaluation.inject.render_frame`, anchored on the landmarks
 tracked on the untouched frame), one clip per event, frames onset → offset written in the CASME II
 layout (``DIR/frames/sub01/s3_00/img123.jpg``). Each clip gets the challenge's six questions
 (coarse, fine, AU list, two yes/no about one AU present and one absent, combined), with
@@ -132,8 +132,10 @@ def build(
     out: Path, videos: Sequence[Path], seeds: Sequence[int], annotations: Path, face_model: str = ""
 ) -> tuple[list[dict[str, Any]], int]:
     """Write the clips; return the truth rows and the number of clips."""
-    from spotting.annotations import SheetEvents
-    from spotting.inject import BLINK_AU, SUPPORTED_AUS, identity_grid, plan_events, render_frame
+    from engine.facs import BLINK_AU, SUPPORTED_AUS
+    from engine.synth import identity_grid, plan_events
+    from evaluation.annotations import SheetEvents
+    from evaluation.inject import render_frame
 
     pool = [a for a in SUPPORTED_AUS if a != BLINK_AU]
     sampler = SheetEvents.from_sheets(annotations, pool)
