@@ -141,7 +141,7 @@ def open_pub_socket(context: zmq.Context, cfg: PublishConfig) -> zmq.Socket:
 
 
 class ZmqPublisher:
-    """`engine.publish.base.EventSink` over ZeroMQ: thread-safe ``emit``, one socket-owning thread.
+    """`engine.events.EventSink` over ZeroMQ: thread-safe ``emit``, one socket-owning thread.
 
     ``emit`` validates the event in the caller's thread (type, stream, JSON-serialisable without
     NaN) and queues it. A full queue (``cfg.queue_size``) blocks ``emit`` for up to
