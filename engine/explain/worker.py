@@ -2,10 +2,10 @@
 
 The video thread calls `ExplainWorker.submit` (never blocks). The worker thread takes up to
 ``batch_size`` waiting jobs, runs the ``stage`` on each (`engine.fusion.EvidenceStage`: flow +
-fusion → `Evidence`), publishes the
-``candidate`` event with the fused map, hands the batch to the explainer and publishes one
-``explanation`` per candidate. Every candidate ends in exactly one ``explanation`` or one
-``dropped`` event, always after its ``candidate`` event (event contract v1, DESIGN.md):
+fusion → `Evidence`), publishes the ``candidate`` event with the fused map, hands the batch to the
+explainer and publishes one ``explanation`` per candidate. Every candidate ends in exactly one
+``explanation`` or one ``dropped`` event, always after its ``candidate`` event (event contract v1,
+DESIGN.md):
 
 - queue full: ``drop_newest`` drops the submitted job, ``drop_oldest`` the oldest waiting one →
   ``candidate`` (no map) + ``dropped(queue_full)``, on the caller's thread, at once;
@@ -187,8 +187,6 @@ class ExplainWorker:
                 self._cfg.stop_grace_s,
             )
             self._abandon("explainer still busy at shutdown")
-            return
-        thread.raise_error()  # a bug of the worker loop itself (batch failures are events, not errors)
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``status``: queue depth, drops by reason, explained, latency p50/p95 (ms) over
@@ -240,7 +238,11 @@ class ExplainWorker:
                     self._inflight = []
 
     def _end(self) -> None:
-        """The thread's end path: every job left ends as dropped(shutdown), the explainer is closed."""
+        """The thread's end path: every job left ends as dropped(shutdown), the explainer is closed. A
+        failure of the loop itself (a bug: batch failures are events) is logged here, never raised
+        into the pipeline's shutdown."""
+        if self._thread.error is not None:
+            log.error("explain worker thread failed", exc_info=self._thread.error)
         self._abandon("drain time over at shutdown")
         try:
             self._explainer.close()
