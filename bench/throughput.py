@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -28,6 +27,9 @@ sys.path.insert(0, str(ROOT))
 from engine.cli import cli_main  # noqa: E402
 from engine.config import EngineConfig, load_config  # noqa: E402
 from engine.errors import UserError  # noqa: E402
+from engine.face.base import FaceTracker  # noqa: E402
+from engine.fusion.stage import EvidenceStage  # noqa: E402
+from engine.sources.base import Source  # noqa: E402
 from engine.types import Candidate, Frame  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WolfgangLanger_Pexels.mp4"
@@ -48,7 +50,9 @@ def run(cfg: EngineConfig, label: str) -> None:
         source.close()
 
 
-def _measure(cfg: EngineConfig, label: str, source: Any, tracker: Any, stage: Any) -> None:
+def _measure(
+    cfg: EngineConfig, label: str, source: Source, tracker: FaceTracker, stage: EvidenceStage
+) -> None:
     """Run the source to its end (or ``max_frames``) through the frame loop; print the split."""
     from engine.flow import for_spotting
     from engine.loop import run_frames
