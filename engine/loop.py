@@ -48,7 +48,6 @@ class LoopStats:
     face_frames: int = 0
     faces_lost: int = 0
     candidates: int = 0
-    flushes: int = 0
     face_s: float = 0.0
     spot_s: float = 0.0
     wall_s: float = 0.0
@@ -84,10 +83,6 @@ def run_frames(
             s.candidates += len(found)
             on_candidates(found)
 
-    def flush() -> None:
-        s.flushes += 1
-        spot(spotter.flush)
-
     had_face = False
     last: Frame | None = None
     with contextlib.closing(track_ahead(frames, track, depth)) as tracked:
@@ -96,7 +91,7 @@ def run_frames(
             if last is not None and (
                 frame.image.shape != last.image.shape or frame.t - last.t > max_gap_s
             ):  # a new resolution or an outage: judge what is open, the motion history ends here
-                flush()
+                spot(spotter.flush)
                 had_face = False
             last = frame
             if on_frame is not None:
@@ -104,7 +99,7 @@ def run_frames(
             if obs is None:
                 s.faces_lost += 1
                 if had_face:  # judge an interval the face left in, then start afresh
-                    flush()
+                    spot(spotter.flush)
                 had_face = False
             else:
                 s.face_frames += 1
@@ -113,6 +108,6 @@ def run_frames(
                 if on_spotted is not None:
                     on_spotted(frame, obs)
             s.frames += 1
-    flush()
+    spot(spotter.flush)
     s.wall_s = time.perf_counter() - start
     return s
