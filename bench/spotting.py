@@ -142,9 +142,19 @@ def parse_sweep(text: str, base: SpottingConfig) -> list[SweepPoint]:
 
 
 def respot(observations: list[FaceObservation | None], fps: float, cfg: SpottingConfig) -> list[Span]:
-    """The spans a spotter with ``cfg`` detects on already tracked ``observations`` (None = no face)."""
-    run = run_spotting(range(len(observations)), observations.__getitem__, make_spotter(cfg, fps))
+    """The spans a spotter with ``cfg`` detects on already tracked ``observations`` (None = no face),
+    through the engine's frame loop: frames of one size, each at its face's ``t`` (a frame without
+    a face one frame period after the one before)."""
+    frames: list[Frame] = []
+    t = -1.0 / fps
+    for i, obs in enumerate(observations):
+        t = obs.t if obs is not None else t + 1.0 / fps
+        frames.append(Frame(i, t, _ONE_SIZE))
+    run = run_spotting(frames, lambda f: observations[f.index], make_spotter(cfg, fps))
     return candidate_spans(run.candidates)
+
+
+_ONE_SIZE = np.zeros((1, 1, 3), np.uint8)  # respot's frames: the loop reads only their size
 
 
 @dataclass(slots=True)

@@ -1,20 +1,33 @@
-"""Event contract v1 (DESIGN.md): builders for every event type.
+"""Event contract v1 (DESIGN.md): builders for every event type, and `EventSink`, where events go.
 
 Each builder returns the JSON object without ``seq``; the publisher stamps ``seq`` when it sends,
-so the number is per-publisher and gap-free.
+so the number is per-publisher and gap-free. `EventSink` lives here, in the base layer, so the
+stages that emit events (explain worker, pipeline) need nothing of the publish stage that
+implements it (`engine.publish.ZmqPublisher`).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from engine.types import Candidate, Explanation
 
 SCHEMA = "mellm.event/1"
 TYPES = ("candidate", "explanation", "dropped", "status", "error")
 DROP_REASONS = ("queue_full", "timeout", "shutdown", "error")
+
+
+class EventSink(Protocol):
+    """Where events go. ``emit`` is thread-safe, never drops silently, and stamps ``seq``.
+
+    ``png`` is the fused map sent as the third message frame of a candidate event.
+    """
+
+    def emit(self, event: dict[str, Any], png: bytes | None = None) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def make_event(type_: str, stream: str, **fields: Any) -> dict[str, Any]:

@@ -1,43 +1,49 @@
-"""The engine's main loop: source → face → spotter → worker (flow, fusion, explainer) → publisher.
+"""The engine's composition: source → face → spotter → worker (flow + fusion, explainer) → publisher.
 
 Built in two steps (STYLE.md): `build_pipeline(cfg)` makes every stage from the configuration;
-`Pipeline.__init__` takes ready collaborators, so tests can pass fakes. The video thread never
-waits on flow or explanation: candidates go to the worker's bounded queue; the face stage runs a
-few frames ahead of it on a helper thread.
+`Pipeline.__init__` takes ready collaborators, so tests can pass fakes. The video thread runs the
+frame loop (`engine.loop.run_frames`) and never waits on flow or explanation: candidates go to the
+worker's bounded queue; the face stage runs a few frames ahead of it on a helper thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from engine.config import EngineConfig
-from engine.events import error_event, status_event
-from engine.face.ahead import track_ahead
-from engine.publish.base import EventSink
-from engine.types import Candidate, Evidence, FaceObservation, Frame
+from engine.events import EventSink, error_event, status_event
+from engine.loop import LoopStats, run_frames
+from engine.threads import WorkerThread
+from engine.types import Candidate, FaceObservation, Frame
+from spotting.base import Spotter
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Counters:
-    """Health figures of the video thread (read by the status thread)."""
+class CandidateWorker(Protocol):
+    """What the pipeline hands candidates to (`engine.explain.worker.ExplainWorker`)."""
 
-    started: float = field(default_factory=time.monotonic)
-    frames: int = 0
-    faces: int = 0
-    faces_lost: int = 0
-    candidates: int = 0
-    stage_s: dict[str, float] = field(default_factory=lambda: {"face": 0.0, "spot": 0.0})
+    def submit(self, candidate: Candidate) -> bool: ...
+
+    def stop(self, drain_s: float | None = None) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class ClipSink(Protocol):
+    """The optional event-clip recorder (`exporters.clips.ClipRecorder`), fed on the video thread."""
+
+    def push(self, frame: Frame, obs: FaceObservation | None) -> None: ...
+
+    def add(self, candidate: Candidate) -> str: ...
+
+    def close(self) -> None: ...
 
 
 def stream_name(spec: str) -> str:
@@ -52,13 +58,13 @@ def stream_name(spec: str) -> str:
 
 
 class Pipeline:
-    """Runs frames through the stages and owns shutdown: the face stage on a helper thread a few
-    frames ahead (`engine.face.ahead.track_ahead`), the spotter on the calling thread.
+    """Runs frames through the frame loop (`engine.loop.run_frames`) and owns shutdown.
 
     ``frames``: an iterable of `Frame` (the reader); ``track``: Frame → FaceObservation | None;
-    ``spotter``: the `Spotter`; ``worker``: has ``submit(candidate)``, ``stop(drain_s)`` and
-    ``stats()``; ``sink``: the `EventSink`. ``reader_stats`` returns the reader's fps_in,
-    frames_dropped and reconnects.
+    ``spotter``: the `Spotter`; ``worker``: the `CandidateWorker`; ``sink``: the `EventSink`;
+    ``reader_stats`` returns the reader's fps_in, frames_dropped and reconnects; ``stop_reader``
+    ends the frames (`request_stop`); ``clips``: the optional `ClipSink`; ``max_gap_s``: a larger
+    gap between two frames' ``t`` flushes the spotter.
     """
 
     def __init__(
@@ -67,14 +73,14 @@ class Pipeline:
         stream: str,
         frames: Iterable[Frame],
         track: Callable[[Frame], FaceObservation | None],
-        spotter: Any,
-        worker: Any,
+        spotter: Spotter,
+        worker: CandidateWorker,
         sink: EventSink,
         reader_stats: Callable[[], dict[str, float]],
         status_interval_s: float = 2.0,
         drain_s: float = 30.0,
         stop_reader: Callable[[], None] | None = None,
-        clips: Any = None,
+        clips: ClipSink | None = None,
         max_gap_s: float = 1.0,
     ) -> None:
         self.stream = stream
@@ -88,10 +94,10 @@ class Pipeline:
         self.drain_s = drain_s
         self.stop_reader = stop_reader
         self.max_gap_s = max_gap_s
-        self.clips = clips  # exporters.clips.ClipRecorder or None
-        self.counters = Counters()
-        self._stop = threading.Event()
-        self._status_thread = threading.Thread(target=self._status_loop, name="status", daemon=True)
+        self.clips = clips
+        self.counters = LoopStats()
+        self.started = time.monotonic()
+        self._status_thread = WorkerThread("status", self._status_loop)
         self._last = (time.monotonic(), 0)
 
     # -- status -----------------------------------------------------------------------------
@@ -112,7 +118,7 @@ class Pipeline:
             "faces_lost": self.counters.faces_lost,
             "queue_depth": int(ws.get("queue_depth", 0)),
             "reconnects": int(rs.get("reconnects", 0)),
-            "uptime_s": round(now - self.counters.started, 3),
+            "uptime_s": round(now - self.started, 3),
             "frame_queue_depth": int(rs.get("frame_queue_depth", 0)),
             "frames_invalid": int(rs.get("frames_invalid", 0)),
             "resolution_changes": int(rs.get("resolution_changes", 0)),
@@ -125,7 +131,7 @@ class Pipeline:
         }
 
     def _status_loop(self) -> None:
-        while not self._stop.wait(self.status_interval_s):
+        while not self._status_thread.stop_event.wait(self.status_interval_s):
             try:
                 self.sink.emit(status_event(self.stream, **self.status()))
             except Exception:  # a status failure must never stop the stream
@@ -134,13 +140,12 @@ class Pipeline:
     # -- run ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
         """Stop reading (SIGINT/SIGTERM path); frames in flight finish, then the worker drains."""
-        self._stop.set()
+        self._status_thread.request_stop()
         if self.stop_reader is not None:
             self.stop_reader()
 
     def _submit(self, candidates: list[Candidate]) -> None:
         for c in candidates:
-            self.counters.candidates += 1
             if self.clips is not None:
                 c = dataclasses.replace(c, clip=self.clips.add(c))
             self.worker.submit(c)
@@ -148,44 +153,25 @@ class Pipeline:
     def run(self) -> None:
         """Process every frame until the source ends or a stop is requested, then shut down cleanly."""
         self._status_thread.start()
-        had_face = False
-        c = self.counters
         try:
-            last: Frame | None = None
-            with contextlib.closing(track_ahead(self.frames, self.track)) as tracked:
-                for frame, obs, face_s in tracked:
-                    if last is not None and (
-                        frame.image.shape != last.image.shape or frame.t - last.t > self.max_gap_s
-                    ):  # a new resolution or an outage: judge what is open, the motion history ends here
-                        self._submit(self.spotter.flush())
-                        had_face = False
-                    last = frame
-                    t0 = time.perf_counter()
-                    if self.clips is not None:
-                        self.clips.push(frame, obs)
-                    t1 = time.perf_counter()
-                    c.stage_s["face"] += face_s + (t1 - t0)
-                    if obs is None:
-                        c.faces_lost += 1
-                        if had_face:  # judge an interval the face left in, then start afresh
-                            self._submit(self.spotter.flush())
-                        had_face = False
-                    else:
-                        c.faces += 1
-                        had_face = True
-                        self._submit(self.spotter.update(obs))
-                        c.stage_s["spot"] += time.perf_counter() - t1
-                    c.frames += 1
-            self._submit(self.spotter.flush())
+            run_frames(
+                self.frames,
+                self.track,
+                self.spotter,
+                self._submit,
+                max_gap_s=self.max_gap_s,
+                on_frame=None if self.clips is None else self.clips.push,
+                stats=self.counters,
+            )
         except Exception as exc:
             self.sink.emit(error_event(self.stream, "pipeline", f"{type(exc).__name__}: {exc}"))
             raise
         finally:
-            self._stop.set()
+            self._status_thread.request_stop()
             self.worker.stop(self.drain_s)
             if self.clips is not None:
                 self.clips.close()
-            self._status_thread.join(timeout=5)
+            self._status_thread.join(5.0)
             self.sink.emit(status_event(self.stream, **self.status()))
 
 
@@ -228,7 +214,7 @@ def _build(
     from engine.explain.worker import ExplainWorker, build_explainer
     from engine.face import create_tracker
     from engine.face.model import resolve_face_model
-    from engine.fusion import build_evidence
+    from engine.fusion import build_stage
     from engine.publish.journal import check_appendable
     from engine.sources import FrameReader, open_source
     from spotting import create_spotter
@@ -263,7 +249,7 @@ def _build(
     tracker = create_tracker(cfg.face)
     closers.append(tracker.close)
 
-    backend = flow.create(cfg.flow.name, **cfg.flow.params)
+    stage = build_stage(cfg.flow, cfg.fusion, on_map=None if clips is None else clips.set_map)
     explainer = build_explainer(cfg.explain)
     if sink is None:
         from engine.publish import ZmqPublisher
@@ -271,13 +257,7 @@ def _build(
         sink = ZmqPublisher(cfg.publish)
     closers.append(sink.close)
 
-    def prepare(candidate: Candidate) -> Evidence:
-        evidence = build_evidence(candidate, backend, cfg.fusion)
-        if clips is not None:
-            clips.set_map(candidate.candidate_id, evidence.fused_map)
-        return evidence
-
-    worker = ExplainWorker(explainer, prepare, sink, cfg.explain, stream=stream).start()
+    worker = ExplainWorker(explainer, stage, sink, cfg.explain, stream=stream).start()
     closers.append(worker.stop)  # no-op after the pipeline's own drain; closes the explainer
     spot_flow = flow.for_spotting(cfg.spotting.flow, cfg.spotting.flow_params)
     spotter = create_spotter(cfg.spotting, stream, fps, flow=spot_flow)
@@ -295,7 +275,7 @@ def _build(
     if hasattr(source, "on_event"):
         source.on_event = on_source_event
 
-    pipeline = Pipeline(
+    return Pipeline(
         stream=stream,
         frames=reader,
         track=tracker.process,
@@ -307,6 +287,4 @@ def _build(
         drain_s=cfg.explain.drain_s,
         stop_reader=reader.stop,
         clips=clips,
-    )
-    pipeline.source = source  # type: ignore[attr-defined]
-    return pipeline, closers
+    ), closers

@@ -39,11 +39,9 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import logging
 import sys
-import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -190,7 +188,7 @@ def candidate_spans(
 
 
 # ---------------------------------------------------------------------------------------------
-# The engine's spotting path (face tracker → spotter), as engine/pipeline.py runs it
+# The engine's spotting path (face tracker → spotter): the frame loop engine/pipeline.py runs
 
 
 @dataclass(slots=True)
@@ -223,39 +221,22 @@ def run_spotting(
     spotter: object,
     keep_scores: bool = False,
 ) -> SpotRun:
-    """Feed ``frames`` through ``track`` and ``spotter`` exactly as `engine.pipeline.Pipeline.run` does:
-    the face tracked a few frames ahead on a helper thread (`engine.face.ahead.track_ahead`), a lost
-    face and the stream's end flush the spotter (the open interval is judged, then it starts
-    afresh). With ``keep_scores`` the spotter's per-frame ``region_scores`` (and ``thresholds`` when
-    it has them) are kept for plots."""
-    from engine.face.ahead import track_ahead
+    """Feed ``frames`` through ``track`` and ``spotter`` with the engine's own frame loop
+    (`engine.loop.run_frames`: face tracked a few frames ahead, flush on face loss, time gap,
+    resolution change and at the end). With ``keep_scores`` the spotter's per-frame
+    ``region_scores`` (and ``thresholds`` when it has them) are kept for plots."""
+    from engine.loop import run_frames
 
     run = SpotRun([])
-    had_face = False
-    start = time.perf_counter()
-    with contextlib.closing(track_ahead(frames, track)) as tracked:
-        for frame, obs, face_s in tracked:
-            run.frames += 1
-            run.face_s += face_s
-            if obs is None:
-                if had_face:
-                    run.candidates.extend(spotter.flush())  # type: ignore[attr-defined]
-                had_face = False
-                continue
-            had_face = True
-            run.face_frames += 1
-            t1 = time.perf_counter()
-            run.candidates.extend(spotter.update(obs))  # type: ignore[attr-defined]
-            run.spot_s += time.perf_counter() - t1
-            if keep_scores:
-                z = getattr(spotter, "region_scores", None)
-                run.scores.append(
-                    (frame.index, frame.t, None if z is None else (z.copy(), _thresholds(spotter)))
-                )
-    t0 = time.perf_counter()
-    run.candidates.extend(spotter.flush())  # type: ignore[attr-defined]
-    run.spot_s += time.perf_counter() - t0
-    run.wall_s = time.perf_counter() - start
+
+    def keep(frame: Frame, obs: FaceObservation) -> None:
+        z = getattr(spotter, "region_scores", None)
+        run.scores.append((frame.index, frame.t, None if z is None else (z.copy(), _thresholds(spotter))))
+
+    hook = keep if keep_scores else None
+    s = run_frames(frames, track, spotter, run.candidates.extend, on_spotted=hook)  # type: ignore[arg-type]
+    run.frames, run.face_frames, run.wall_s = s.frames, s.face_frames, s.wall_s
+    run.face_s, run.spot_s = s.face_s, s.spot_s
     return run
 
 

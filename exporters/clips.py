@@ -70,6 +70,7 @@ from engine.flow.base import FlowBackend
 from engine.fusion.mellm_map import mellm_map
 from engine.paths import ensure_writable_dir
 from engine.retention import Sweeper
+from engine.threads import WorkerThread
 from engine.types import Candidate, FaceObservation, Frame
 
 log = logging.getLogger(__name__)
@@ -183,8 +184,7 @@ class ClipRecorder:
         self._skipped = 0
         self._closed = False
         self._retention = Sweeper(self.out_dir, "*.mp4", max_age_days=max_age_days, max_bytes=max_bytes)
-        self._writer = threading.Thread(target=self._write_loop, name="clip-writer", daemon=True)
-        self._writer.start()
+        self._writer = WorkerThread("clip-writer", self._write_loop).start()
 
     # -- video thread ----------------------------------------------------------------------------
     def push(self, frame: Frame, obs: FaceObservation | None) -> None:
@@ -280,10 +280,10 @@ class ClipRecorder:
             frames = tuple(f for f in self._buffer if start <= f.t <= end)
             self._jobs.put(_Job(cand, path, frames), timeout=timeout_s)  # at shutdown waiting is fine
         self._jobs.put(None, timeout=timeout_s)
-        self._writer.join(timeout_s)
-        if self._writer.is_alive():
+        if not self._writer.join(timeout_s):
             log.error("clip writer did not finish within %.0f s", timeout_s)
         self._retention.close()
+        self._writer.raise_error()
 
     def __enter__(self) -> ClipRecorder:
         return self

@@ -262,3 +262,24 @@ def test_region_stats_when_regions_leave_the_image_reports_zero_for_them(crop_la
     by = {s.name: s for s in region_stats(flow, moved, (CROP, CROP))}
     assert by["cheek_L"].mean_mag == 0.0 and by["cheek_L"].concentration == 0.0
     assert by["cheek_R"].mean_mag == pytest.approx(1.0) and by["cheek_R"].direction_deg == pytest.approx(0.0)
+
+
+def test_flow_fusion_stage_when_built_from_config_hands_its_fused_map_to_the_hook(face_crop, crop_landmarks):
+    from engine.errors import UnknownNameError
+    from engine.flow.config import FlowConfig
+    from engine.fusion import build_stage
+
+    shifted = np.roll(face_crop, 1, axis=0)
+    onset_obs = _observation(10, face_crop, crop_landmarks)
+    apex_obs = _observation(14, shifted, crop_landmarks)
+    cand = Candidate("c7", "test", TimePoint(10, 0.33), TimePoint(14, 0.47), TimePoint(18, 0.6), "micro",
+                     1.0, ("mouth_corner_L",), onset_obs, apex_obs)
+    maps: list[tuple[str, np.ndarray]] = []
+    stage = build_stage(FlowConfig(name="dis"), FusionConfig(png_level=1), lambda i, m: maps.append((i, m)))
+    ev = stage(cand)
+    assert ev.candidate is cand and [(i, m is ev.fused_map) for i, m in maps] == [("c7", True)]
+    decoded = cv2.imdecode(np.frombuffer(ev.png, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decoded, ev.fused_map)
+    assert ev.region("mouth_corner_L") is not None
+    with pytest.raises(UnknownNameError):
+        build_stage(FlowConfig(name="no-such-flow"), FusionConfig())

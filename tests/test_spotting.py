@@ -22,7 +22,7 @@ import pytest
 
 from engine.errors import UnknownNameError, UserError
 from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS
-from engine.types import Candidate, FaceObservation
+from engine.types import Candidate, FaceObservation, Frame
 from spotting import SPOTTERS, create_spotter
 from spotting.bump import RegionBumpSpotter
 from spotting.config import SpottingConfig
@@ -391,7 +391,8 @@ def test_run_spotting_when_face_lost_mid_movement_then_the_movement_is_still_rep
     back = list(stream(astronaut, fps, 3.0, seed=7, start_index=lost[-1].index + 1))
     face = {o.index: o for o in [*frames, *back]}
     spotter = create_spotter(SpottingConfig(name=name), "test", fps)
-    run = run_spotting([*frames, *lost, *back], lambda f: face.get(f.index), spotter)
+    video = [Frame(o.index, o.t, o.crop) for o in [*frames, *lost, *back]]
+    run = run_spotting(video, lambda f: face.get(f.index), spotter)
     assert len(run.candidates) == 1, [(c.onset.t, c.offset.t) for c in run.candidates]
     c = run.candidates[0]
     assert c.onset.t == pytest.approx(ev.t0, abs=0.2) and c.offset.frame <= frames[-1].index

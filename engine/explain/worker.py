@@ -1,15 +1,16 @@
 """The asynchronous explanation worker: a thread behind a bounded queue, so no model ever blocks video.
 
 The video thread calls `ExplainWorker.submit` (never blocks). The worker thread takes up to
-``batch_size`` waiting jobs, runs ``prepare`` on each (flow + fusion → `Evidence`), publishes the
-``candidate`` event with the fused map, hands the batch to the explainer and publishes one
-``explanation`` per candidate. Every candidate ends in exactly one ``explanation`` or one
-``dropped`` event, always after its ``candidate`` event (event contract v1, DESIGN.md):
+``batch_size`` waiting jobs, runs the ``stage`` on each (`engine.fusion.EvidenceStage`: flow +
+fusion → `Evidence`), publishes the ``candidate`` event with the fused map, hands the batch to the
+explainer and publishes one ``explanation`` per candidate. Every candidate ends in exactly one
+``explanation`` or one ``dropped`` event, always after its ``candidate`` event (event contract v1,
+DESIGN.md):
 
 - queue full: ``drop_newest`` drops the submitted job, ``drop_oldest`` the oldest waiting one →
   ``candidate`` (no map) + ``dropped(queue_full)``, on the caller's thread, at once;
 - a job older than ``deadline_s`` (since submit) when dequeued → ``dropped(timeout)``;
-- ``prepare`` or the explainer raising → ``error`` (where ``flow`` / ``explain``) + ``dropped(error)``
+- the stage or the explainer raising → ``error`` (where ``flow`` / ``explain``) + ``dropped(error)``
   for each affected job (``dropped(timeout)`` when the explainer raised `TimeoutError`); the worker
   lives on;
 - `stop`: no new jobs (late ones → ``dropped(shutdown)``), waiting jobs are still explained until the
@@ -28,7 +29,7 @@ child process (`ProcessExplainer`) that is killed when a call overruns ``timeout
 ...     def emit(self, event, png=None): self.events.append(event["type"])
 ...     def close(self): pass
 >>> sink = Sink()
->>> w = ExplainWorker(RulesExplainer(), prepare=lambda c: c, sink=sink, cfg=ExplainConfig()).start()
+>>> w = ExplainWorker(RulesExplainer(), stage=lambda c: c, sink=sink, cfg=ExplainConfig()).start()
 >>> w.stop(drain_s=1.0)
 >>> w.stats()["explained"], sink.events
 (0, [])
@@ -49,15 +50,21 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UnknownNameError
-from engine.events import DROP_REASONS, candidate_event, dropped_event, error_event, explanation_event
+from engine.events import (
+    DROP_REASONS,
+    EventSink,
+    candidate_event,
+    dropped_event,
+    error_event,
+    explanation_event,
+)
 from engine.explain.base import Explainer
 from engine.explain.config import ExplainConfig
-from engine.publish.base import EventSink
+from engine.fusion.stage import EvidenceStage
+from engine.threads import WorkerThread
 from engine.types import Candidate, Evidence, Explanation
 
 log = logging.getLogger(__name__)
-
-Prepare = Callable[[Candidate], Evidence]
 
 
 @dataclass(eq=False)
@@ -79,7 +86,7 @@ class ExplainWorker:
     """Explains candidates on its own thread; see the module docstring for the guarantees.
 
     ``explainer``: any `Explainer` (the worker calls ``warmup`` once at start and ``close`` when its
-    thread ends). ``prepare``: candidate → evidence (flow + fusion, may take ~0.5 s; runs on the
+    thread ends). ``stage``: candidate → evidence (flow + fusion, may take ~0.5 s; runs on the
     worker thread). ``sink``: where events go (thread-safe ``emit``). ``clock``: seconds, for
     deadlines, drain time and latencies (injectable for tests). ``stream``: the stream name of
     events not tied to a candidate (a failed warm-up).
@@ -88,7 +95,7 @@ class ExplainWorker:
     def __init__(
         self,
         explainer: Explainer,
-        prepare: Prepare,
+        stage: EvidenceStage,
         sink: EventSink,
         cfg: ExplainConfig,
         clock: Callable[[], float] = time.monotonic,
@@ -96,7 +103,7 @@ class ExplainWorker:
         stream: str = "main",
     ) -> None:
         self._explainer = explainer
-        self._prepare = prepare
+        self._stage = stage
         self._sink = sink
         self._cfg = cfg
         self._clock = clock
@@ -107,7 +114,7 @@ class ExplainWorker:
         self._accepting = True
         self._stopping = False
         self._drain_until = float("inf")
-        self._thread: threading.Thread | None = None
+        self._thread = WorkerThread("explain-worker", self._run, on_end=self._end)
         self._stats_lock = threading.Lock()
         self._counts: dict[str, int] = {"submitted": 0, "explained": 0, "errors": 0, "batches": 0}
         self._dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
@@ -119,10 +126,6 @@ class ExplainWorker:
     # ---------------------------------------------------------------- lifecycle (caller's thread)
     def start(self) -> ExplainWorker:
         """Start the worker thread (warm-up first); jobs submitted before are kept. Returns self."""
-        with self._cond:
-            if self._thread is not None:
-                return self
-            self._thread = threading.Thread(target=self._run, name="explain-worker", daemon=True)
         self._thread.start()
         return self
 
@@ -173,12 +176,11 @@ class ExplainWorker:
             if first:
                 self._drain_until = self._clock() + drain
             self._cond.notify_all()
-            thread = self._thread
-        if thread is None:  # never started: nothing will explain the waiting jobs
+        thread = self._thread
+        if not thread.started:  # never started: nothing will explain the waiting jobs
             self._abandon("worker never started")
             return
-        thread.join(timeout=drain + self._cfg.stop_grace_s)
-        if thread.is_alive():
+        if not thread.join(drain + self._cfg.stop_grace_s):
             log.warning(
                 "explainer %s still busy %.1f s after the drain time; its jobs end as dropped(shutdown)",
                 getattr(self._explainer, "name", "?"),
@@ -210,37 +212,42 @@ class ExplainWorker:
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.alive
 
     # ---------------------------------------------------------------- the worker thread
     def _run(self) -> None:
-        try:
-            self._warmup()
-            while True:
-                with self._cond:
-                    while not self._queue and not self._stopping:
-                        self._cond.wait()
-                    if not self._queue or (self._stopping and self._clock() >= self._drain_until):
-                        break
-                    n = min(self._cfg.batch_size, len(self._queue))
-                    batch = [self._queue.popleft() for _ in range(n)]
-                    self._inflight = batch
-                try:
-                    self._process(batch)
-                except Exception as exc:  # a bug here must not kill the worker or lose the jobs
-                    log.exception("explain worker failed on a batch")
-                    self._error(batch[0].candidate.stream, "explain", f"worker: {type(exc).__name__}: {exc}")
-                    for job in batch:
-                        self._drop(job, "error", f"worker: {type(exc).__name__}: {exc}")
-                finally:
-                    with self._cond:
-                        self._inflight = []
-        finally:
-            self._abandon("drain time over at shutdown")
+        self._warmup()
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue or (self._stopping and self._clock() >= self._drain_until):
+                    break
+                n = min(self._cfg.batch_size, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(n)]
+                self._inflight = batch
             try:
-                self._explainer.close()
-            except Exception:
-                log.exception("explainer %s failed to close", getattr(self._explainer, "name", "?"))
+                self._process(batch)
+            except Exception as exc:  # a bug here must not kill the worker or lose the jobs
+                log.exception("explain worker failed on a batch")
+                self._error(batch[0].candidate.stream, "explain", f"worker: {type(exc).__name__}: {exc}")
+                for job in batch:
+                    self._drop(job, "error", f"worker: {type(exc).__name__}: {exc}")
+            finally:
+                with self._cond:
+                    self._inflight = []
+
+    def _end(self) -> None:
+        """The thread's end path: every job left ends as dropped(shutdown), the explainer is closed. A
+        failure of the loop itself (a bug: batch failures are events) is logged here, never raised
+        into the pipeline's shutdown."""
+        if self._thread.error is not None:
+            log.error("explain worker thread failed", exc_info=self._thread.error)
+        self._abandon("drain time over at shutdown")
+        try:
+            self._explainer.close()
+        except Exception:
+            log.exception("explainer %s failed to close", getattr(self._explainer, "name", "?"))
 
     def _warmup(self) -> None:
         t0 = time.perf_counter()
@@ -269,7 +276,7 @@ class ExplainWorker:
                 continue
             t0 = time.perf_counter()
             try:
-                evidence = self._prepare(job.candidate)
+                evidence = self._stage(job.candidate)
             except Exception as exc:
                 log.warning("prepare failed for candidate %s: %s", job.candidate.candidate_id, exc)
                 msg = f"candidate {job.candidate.candidate_id}: {type(exc).__name__}: {exc}"

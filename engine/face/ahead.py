@@ -15,21 +15,13 @@ from ~195 to ~255-265 frames/s in one side-by-side run on this CPU (the 160 px s
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
+from engine.threads import WorkerThread
 from engine.types import FaceObservation, Frame
 
 _END = object()
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    """What the helper raised, handed to the consumer to raise on its own thread."""
-
-    error: BaseException
 
 
 def track_ahead(
@@ -47,10 +39,9 @@ def track_ahead(
     if depth < 1:
         raise ValueError(f"expected depth >= 1, got {depth}")
     handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
     def put(item: object) -> bool:
-        while not stop.is_set():
+        while not helper.stopping:
             try:
                 handoff.put(item, timeout=0.1)
                 return True
@@ -59,29 +50,22 @@ def track_ahead(
         return False
 
     def work() -> None:
-        try:
-            for frame in frames:
-                if stop.is_set():
-                    return
-                t0 = time.perf_counter()
-                face = track(frame)
-                if not put((frame, face, time.perf_counter() - t0)):
-                    return
-        except BaseException as exc:  # raised again on the consumer's thread
-            put(_Failure(exc))
-            return
-        put(_END)
+        for frame in frames:
+            if helper.stopping:
+                return
+            t0 = time.perf_counter()
+            face = track(frame)
+            if not put((frame, face, time.perf_counter() - t0)):
+                return
 
-    helper = threading.Thread(target=work, name="face-ahead", daemon=True)
+    helper = WorkerThread("face-ahead", work, on_end=lambda: put(_END))  # after an error too
     helper.start()
     try:
         while True:
             item = handoff.get()
             if item is _END:
+                helper.raise_error()  # kept before the end marker was put
                 return
-            if isinstance(item, _Failure):
-                raise item.error
             yield item  # type: ignore[misc]
     finally:
-        stop.set()
-        helper.join(timeout=5.0)
+        helper.stop(5.0)

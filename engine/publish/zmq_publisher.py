@@ -56,6 +56,7 @@ from engine.events import TYPES, topic
 from engine.publish.config import PublishConfig
 from engine.publish.curve import check_server_config, make_server, start_authenticator, warn_if_exposed
 from engine.publish.journal import Journal
+from engine.threads import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def open_pub_socket(context: zmq.Context, cfg: PublishConfig) -> zmq.Socket:
 
 
 class ZmqPublisher:
-    """`engine.publish.base.EventSink` over ZeroMQ: thread-safe ``emit``, one socket-owning thread.
+    """`engine.events.EventSink` over ZeroMQ: thread-safe ``emit``, one socket-owning thread.
 
     ``emit`` validates the event in the caller's thread (type, stream, JSON-serialisable without
     NaN) and queues it. A full queue (``cfg.queue_size``) blocks ``emit`` for up to
@@ -182,7 +183,6 @@ class ZmqPublisher:
         self._cond = threading.Condition()
         self._closing = False
         self._closed = False
-        self._error: BaseException | None = None
         self._seq = 0
         self._sent = 0
         self._refused = 0
@@ -193,8 +193,12 @@ class ZmqPublisher:
         self._synced_lines = 0
         self._dirty_since: float | None = None
         self._fsyncs = 0
-        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
-        self._thread.start()
+        self._thread = WorkerThread("publisher", self._run, on_end=self._end).start()
+
+    @property
+    def _error(self) -> BaseException | None:
+        """The publisher thread's error (kept by the thread), re-raised to emit()/close() callers."""
+        return self._thread.error
 
     # -- any thread ---------------------------------------------------------------------------
     def emit(self, event: dict[str, Any], png: bytes | None = None) -> None:
@@ -263,8 +267,7 @@ class ZmqPublisher:
             self._closed = True
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(_JOIN_TIMEOUT_S)
-        if self._thread.is_alive():
+        if not self._thread.join(_JOIN_TIMEOUT_S):
             # The thread still owns the socket; closing it from here is unsafe and term() would hang.
             log.error("publisher thread did not finish within %.0f s; socket left open", _JOIN_TIMEOUT_S)
         else:
@@ -295,34 +298,36 @@ class ZmqPublisher:
 
     # -- publisher thread only ------------------------------------------------------------------
     def _run(self) -> None:
-        try:
-            while (left := self._bound_at + self.cfg.startup_wait_s - time.monotonic()) > 0:
-                self._read_subscriptions()
-                time.sleep(min(left, _IDLE_WAIT_S))
-            while True:
-                with self._cond:
-                    if not self._items:
-                        if self._closing:
-                            break
-                        self._cond.wait(_IDLE_WAIT_S)
-                    batch = list(self._items)
-                    self._items.clear()
-                    self._cond.notify_all()
-                self._read_subscriptions()
-                for event, png in batch:
-                    self._publish(event, png)
-                self._maybe_fsync()
-        except BaseException as exc:  # kept and re-raised to emit()/close() callers
-            log.exception("publisher thread failed")
+        while (left := self._bound_at + self.cfg.startup_wait_s - time.monotonic()) > 0:
+            self._read_subscriptions()
+            time.sleep(min(left, _IDLE_WAIT_S))
+        while True:
             with self._cond:
-                self._error = exc
+                if not self._items:
+                    if self._closing:
+                        break
+                    self._cond.wait(_IDLE_WAIT_S)
+                batch = list(self._items)
+                self._items.clear()
+                self._cond.notify_all()
+            self._read_subscriptions()
+            for event, png in batch:
+                self._publish(event, png)
+            self._maybe_fsync()
+
+    def _end(self) -> None:
+        """The thread's end path: after a failure wake the waiting emitters; release socket and journal."""
+        if self._error is not None:
+            log.error("publisher thread failed", exc_info=self._error)
+            with self._cond:
                 lost = len(self._items)
                 self._items.clear()
                 self._cond.notify_all()
             if lost:
                 log.error("publisher failed with %d events still queued; they were not published", lost)
-        finally:
+        try:
             self._socket.close(linger=self.cfg.linger_ms)
+        finally:
             if self._journal is not None:
                 try:
                     self._journal.close()

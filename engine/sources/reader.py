@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 from engine.sources.base import Source
+from engine.threads import WorkerThread
 from engine.types import Frame
 
 log = logging.getLogger(__name__)
@@ -60,40 +61,31 @@ class FrameReader:
         self.realtime = realtime and not source.live
         self.frames_read = 0
         self.dropped = 0
-        self.error: BaseException | None = None
         self._queue: deque[Frame] = deque()
         self._cond = threading.Condition()
         self._ended = False
-        self._stop = threading.Event()
         self._read_times: deque[float] = deque()
-        self._thread: threading.Thread | None = None
+        self._thread = WorkerThread(f"reader-{source.name}", self._run, on_end=self._end)
+        self._stop = self._thread.stop_event
 
     # -- control -------------------------------------------------------------------------------
 
     def start(self) -> FrameReader:
         """Start the reader thread (idempotent)."""
-        with self._cond:
-            if self._thread is None:
-                name = f"reader-{self.source.name}"
-                self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-                self._thread.start()
+        self._thread.start()
         return self
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop reading and wake a blocked reader and a blocked consumer; True when the thread ended
         within ``timeout`` (a source stuck inside a native read is left to its daemon thread)."""
-        self._stop.set()
+        self._thread.request_stop()
         try:
             self.source.close()
         except Exception:  # closing is best effort; the stop must still happen
             log.exception("closing source %s failed", self.source.name)
         with self._cond:
             self._cond.notify_all()
-        t = self._thread
-        if t is not None and t is not threading.current_thread():
-            t.join(timeout)
-            return not t.is_alive()
-        return True
+        return self._thread.join(timeout)
 
     def __enter__(self) -> FrameReader:
         return self.start()
@@ -145,6 +137,11 @@ class FrameReader:
         }
 
     @property
+    def error(self) -> BaseException | None:
+        """The source's first error (re-raised to the consumer once the queued frames are taken)."""
+        return self._thread.error
+
+    @property
     def ended(self) -> bool:
         """True once the reader reached end of stream, failed, or was stopped."""
         return self._ended or self._stop.is_set()
@@ -172,34 +169,28 @@ class FrameReader:
         return True
 
     def _run(self) -> None:
+        """The reader thread; an error is kept by the thread and re-raised to the consumer."""
         pace0: float | None = None
-        try:
-            for frame in self.source.frames():
-                if self._stop.is_set():
+        for frame in self.source.frames():
+            if self._stop.is_set():
+                break
+            if self.realtime:
+                now = time.monotonic()
+                if pace0 is None:
+                    pace0 = now - frame.t
+                delay = pace0 + frame.t - now
+                if delay > 0 and self._stop.wait(delay):
                     break
-                if self.realtime:
-                    now = time.monotonic()
-                    if pace0 is None:
-                        pace0 = now - frame.t
-                    delay = pace0 + frame.t - now
-                    if delay > 0 and self._stop.wait(delay):
-                        break
-                if not self._put(frame):
-                    break
-                if self.max_frames and self.frames_read >= self.max_frames:
-                    break
-        except BaseException as exc:  # kept and re-raised to the consumer, never lost
-            if self.error is None:
-                self.error = exc
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
-            log.debug(
-                "reader %s ended: %s frames, %s dropped", self.source.name, self.frames_read, self.dropped
-            )
+            if not self._put(frame):
+                break
+            if self.max_frames and self.frames_read >= self.max_frames:
+                break
+
+    def _end(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+        log.debug("reader %s ended: %s frames, %s dropped", self.source.name, self.frames_read, self.dropped)
 
     # -- consumer ------------------------------------------------------------------------------
 

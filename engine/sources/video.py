@@ -34,6 +34,7 @@ import numpy as np
 
 from engine.errors import SourceError
 from engine.sources.check import CheckedSource, FrameCheck, as_bgr
+from engine.threads import WorkerThread
 from engine.timing import sane_fps
 from engine.types import Frame
 
@@ -366,8 +367,8 @@ class _Session:
         self.read_timeout_s = read_timeout_s
         self._cap = cap
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=4)
-        self._abandoned = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"capture-{name}", daemon=True)
+        self._thread = WorkerThread(f"capture-{name}", self._run)
+        self._abandoned = self._thread.stop_event
         _SESSIONS.add(self)
         self._thread.start()
 
@@ -416,12 +417,11 @@ class _Session:
 
     def abandon(self) -> None:
         """Stop reading: the thread releases its capture once its current open or read returns."""
-        self._abandoned.set()
+        self._thread.request_stop()
 
     def join(self, timeout: float) -> bool:
         """True when the thread has ended within ``timeout`` seconds."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._thread.join(timeout)
 
 
 class NetworkSource(_CaptureSource):
