@@ -37,6 +37,7 @@ class Counters:
     faces: int = 0
     faces_lost: int = 0
     candidates: int = 0
+    last_t: float = 0.0  # stream time of the last frame processed
     stage_s: dict[str, float] = field(default_factory=lambda: {"face": 0.0, "spot": 0.0})
 
 
@@ -58,7 +59,9 @@ class Pipeline:
     ``frames``: an iterable of `Frame` (the reader); ``track``: Frame → FaceObservation | None;
     ``spotter``: the `Spotter`; ``worker``: has ``submit(candidate)``, ``stop(drain_s)`` and
     ``stats()``; ``sink``: the `EventSink`. ``reader_stats`` returns the reader's fps_in,
-    frames_dropped and reconnects.
+    frames_dropped and reconnects. ``run_info``: the configuration and versions
+    (`engine.runinfo`), sent once in the ``run`` field of the first status event; the last status
+    event carries ``final: true``, so a reader can tell a finished journal from one cut short.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Pipeline:
         stop_reader: Callable[[], None] | None = None,
         clips: Any = None,
         max_gap_s: float = 1.0,
+        run_info: dict[str, Any] | None = None,
     ) -> None:
         self.stream = stream
         self.frames = frames
@@ -89,6 +93,7 @@ class Pipeline:
         self.stop_reader = stop_reader
         self.max_gap_s = max_gap_s
         self.clips = clips  # exporters.clips.ClipRecorder or None
+        self.run_info = run_info
         self.counters = Counters()
         self._stop = threading.Event()
         self._status_thread = threading.Thread(target=self._status_loop, name="status", daemon=True)
@@ -113,6 +118,7 @@ class Pipeline:
             "queue_depth": int(ws.get("queue_depth", 0)),
             "reconnects": int(rs.get("reconnects", 0)),
             "uptime_s": round(now - self.counters.started, 3),
+            "stream_t": round(self.counters.last_t, 6),
             "frame_queue_depth": int(rs.get("frame_queue_depth", 0)),
             "frames_invalid": int(rs.get("frames_invalid", 0)),
             "resolution_changes": int(rs.get("resolution_changes", 0)),
@@ -146,6 +152,8 @@ class Pipeline:
 
     def run(self) -> None:
         """Process every frame until the source ends or a stop is requested, then shut down cleanly."""
+        if self.run_info is not None:
+            self.sink.emit(status_event(self.stream, **self.status(), run=self.run_info))
         self._status_thread.start()
         had_face = False
         c = self.counters
@@ -175,6 +183,7 @@ class Pipeline:
                         self._submit(self.spotter.update(obs))
                         c.stage_s["spot"] += time.perf_counter() - t1
                     c.frames += 1
+                    c.last_t = frame.t
             self._submit(self.spotter.flush())
         except Exception as exc:
             self.sink.emit(error_event(self.stream, "pipeline", f"{type(exc).__name__}: {exc}"))
@@ -185,7 +194,7 @@ class Pipeline:
             if self.clips is not None:
                 self.clips.close()
             self._status_thread.join(timeout=5)
-            self.sink.emit(status_event(self.stream, **self.status()))
+            self.sink.emit(status_event(self.stream, **self.status(), final=True))
 
 
 def build_pipeline(
@@ -229,6 +238,7 @@ def _build(
     from engine.face.model import resolve_face_model
     from engine.fusion import build_evidence
     from engine.publish.journal import check_appendable
+    from engine.runinfo import run_info
     from engine.sources import FrameReader, open_source
     from spotting import create_spotter
 
@@ -304,6 +314,7 @@ def _build(
         drain_s=cfg.explain.drain_s,
         stop_reader=reader.stop,
         clips=clips,
+        run_info=run_info(cfg.model_dump(mode="json")),
     )
     pipeline.source = source  # type: ignore[attr-defined]
     return pipeline, closers

@@ -353,6 +353,8 @@ class ZmqPublisher:
         text = json.dumps(msg, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         if self._journal is not None:
             self._journal.write(text)
+            if png is not None and self.cfg.journal_maps:
+                self._journal.write_map(str(msg.get("candidate_id", "")), png)
         frames = [topic(msg), text.encode("utf-8")]
         if png is not None:
             frames.append(png)
