@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from tests.helpers import ROOT, env, free_port, read_journal, run_cli
 pytest.importorskip("matplotlib", reason="the report needs the report extra (matplotlib)")
 pytest.importorskip("jinja2", reason="the report needs the report extra (jinja2)")
 
-SCREENSHOT = Path(tempfile.gettempdir()) / "mellm-stream" / "report_browser.png"
 EVIL = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 
 
@@ -375,14 +373,11 @@ def test_report_of_a_demo_run_in_chromium_has_one_card_per_candidate_and_every_i
                   for i in images]
         assert widths and all(w > 0 for w in widths), widths
         assert driver.find_element(By.CSS_SELECTOR, "section.run").get_attribute("data-final") == "yes"
-        shot = tmp_path / "report.png"
-        assert driver.save_screenshot(str(shot))
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        driver.set_window_size(1280, driver.execute_script("return document.body.scrollHeight"))
+        assert driver.save_screenshot(str(tmp_path / "report.png"))
         with capsys.disabled():
-            print(f"\nreport screenshot: {SCREENSHOT}")
-        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert severe == [], severe
+            print(f"\nreport screenshot: {tmp_path / 'report.png'}")
     finally:
         driver.quit()
     # the offline command reads the same journal into the same cards

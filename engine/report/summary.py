@@ -77,19 +77,20 @@ def duration(sec: Section) -> float | None:
 def summarise(sec: Section) -> Summary:
     explanations = [r.outcome for r in sec.candidates if r.outcome and r.outcome.get("type") == "explanation"]
     drops = [r.outcome for r in sec.candidates if r.outcome and r.outcome.get("type") == "dropped"]
-    au_conf: dict[str, list[float]] = {}
+    au_conf: dict[tuple[int, str], list[float]] = {}
     combos: Counter[str] = Counter()
     for e in explanations:
         ids = []
         for a in e.get("aus") or []:
             if not isinstance(a, dict) or number(a.get("au")) is None:
                 continue
-            label = f"AU{int(a['au'])} {a.get('name', '')}".strip()
-            au_conf.setdefault(label, []).append(number(a.get("confidence")) or 0.0)
+            key = (int(a["au"]), f"AU{int(a['au'])} {a.get('name', '')}".strip())
+            au_conf.setdefault(key, []).append(number(a.get("confidence")) or 0.0)
             ids.append(int(a["au"]))
         if ids:
             combos["+".join(f"AU{i}" for i in sorted(set(ids)))] += 1
-    aus = sorted(((k, len(v), float(np.mean(v))) for k, v in au_conf.items()), key=lambda x: (-x[1], x[0]))
+    ranked = sorted(au_conf.items(), key=lambda kv: (-len(kv[1]), kv[0]))  # most frequent, then AU number
+    aus = [(label, len(v), float(np.mean(v))) for (_, label), v in ranked]
     lat = [v for e in explanations if (v := number(e.get("latency_ms"))) is not None]
     latency: dict[str, float] = {}
     if lat:
@@ -107,7 +108,7 @@ def summarise(sec: Section) -> Summary:
         open=sum(1 for r in sec.candidates if r.outcome is None),
         emotions=Counter(str(e.get("emotion") or "?") for e in explanations),
         details=Counter(str(e.get("emotion_detail") or "?") for e in explanations),
-        aus=[(k, n, c) for k, n, c in aus[:TOP_AUS]],
+        aus=aus[:TOP_AUS],
         combos=combos.most_common(TOP_COMBOS),
         latency=latency,
         drops=Counter(str(d.get("reason") or "?") for d in drops),
