@@ -171,7 +171,8 @@ def _check_report(folder: str, journal: str) -> None:
 
 def _write_report(folder: str, cfg: Any) -> int:
     """The report of this run (the journal's last run); 0 when written, else 1 or 2 with the reason logged."""
-    from engine.report import build_report, load_sections
+    from engine.report.journal import load_sections
+    from engine.report.render import build_report
 
     try:
         sections = load_sections([cfg.publish.journal], last_run_only=True)

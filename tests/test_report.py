@@ -318,6 +318,19 @@ def test_report_cli_when_input_is_not_a_journal_then_one_line_and_exit_2(
     assert not (tmp_path / "out" / "index.html").exists()
 
 
+def test_report_cli_when_extra_not_installed_then_one_line_naming_it(tmp_path: Path) -> None:
+    journal = write_journal(tmp_path / "j.jsonl", [candidate("a1", 30, 33, 36), status(2.0, final=True)])
+    hide = tmp_path / "hide" / "jinja2"
+    hide.mkdir(parents=True)
+    (hide / "__init__.py").write_text('raise ImportError("not installed", name="jinja2")\n')
+    e = env()
+    e["PYTHONPATH"] = f"{hide.parent}:{e['PYTHONPATH']}"
+    r = subprocess.run([sys.executable, "-m", "engine.report", str(journal), "--out", str(tmp_path / "o")],
+                       cwd=ROOT, env=e, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: the report needs jinja2: pip install 'mellm-stream[report]'"
+
+
 def test_report_cli_when_bad_time_or_unknown_stream_then_one_line(tmp_path: Path, capsys) -> None:
     journal = write_journal(tmp_path / "j.jsonl", [candidate("a1", 30, 33, 36), status(2.0, final=True)])
     assert report_main([str(journal), "--out", str(tmp_path / "o"), "--since", "soon"]) == 2

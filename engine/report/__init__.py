@@ -8,9 +8,9 @@ and versions the engine ran with, and one card per candidate (fused map, onset/a
 emotion, explanation, clip). It never needs the video: fused maps come from the journal's
 ``<stem>.maps`` folder (written by the publisher beside the journal) or a base64 ``map_png`` field,
 clips from the engine's clip folder. Needs the ``report`` extra (matplotlib, jinja2).
+
+Modules: `engine.report.journal` reads journals into sections (no third-party import),
+`engine.report.summary` computes the figures, `engine.report.timeline` draws the timeline,
+`engine.report.render` writes the folder (``build_report``). Nothing is imported here, so a
+missing extra is the command's one-line error, not an import traceback.
 """
-
-from engine.report.journal import CandidateRecord, Section, load_sections, parse_time, read_journal
-from engine.report.render import build_report
-
-__all__ = ["CandidateRecord", "Section", "build_report", "load_sections", "parse_time", "read_journal"]

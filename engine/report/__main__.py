@@ -47,7 +47,8 @@ def _dependencies() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _dependencies()
-    from engine.report import build_report, load_sections, parse_time
+    from engine.report.journal import load_sections, parse_time
+    from engine.report.render import build_report
 
     since = parse_time(args.since) if args.since is not None else None
     until = parse_time(args.until) if args.until is not None else None
