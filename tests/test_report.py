@@ -211,6 +211,38 @@ def test_report_when_full_run_then_summary_figures_are_the_journals(tmp_path: Pa
     assert [a["data-outcome"] for a in page.all("article", "card")] == ["explanation"] * 4 + ["dropped"] * 2
 
 
+def _purple(image: np.ndarray) -> np.ndarray:
+    """Pixels of the face-lost colour (#6a3d9a) blended on white at any of the band's opacities."""
+    b, g, r = (image[..., i].astype(int) for i in range(3))
+    return (b - g > 40) & (r - g > 15) & (b > r)
+
+
+def test_timeline_when_face_lost_between_two_statuses_then_a_band_over_that_interval_only(
+    tmp_path: Path,
+) -> None:
+    def timeline(lost_at_6: int) -> np.ndarray:
+        folder = tmp_path / f"lost{lost_at_6}"
+        folder.mkdir()
+        journal = write_journal(folder / "j.jsonl", [
+            status(0.0), candidate("a1", 30, 33, 36), explanation("a1"),
+            status(2.0), status(4.0), status(6.0, faces_lost=lost_at_6), status(8.0, faces_lost=lost_at_6),
+            status(10.0, faces_lost=lost_at_6, final=True),
+        ])
+        assert report_main([str(journal), "--out", str(folder / "r")]) == 0
+        image = cv2.imread(str(folder / "r" / "img" / "timeline-s1.png"))
+        assert image is not None
+        return image
+
+    without, with_loss = timeline(0), timeline(30)
+    extra = _purple(with_loss) & ~_purple(without)
+    assert extra.sum() > 500
+    columns = np.flatnonzero(extra.any(axis=0))
+    span = (columns.max() - columns.min()) / with_loss.shape[1]
+    assert 0.1 < span < 0.22, span  # 4 s to 6 s of a 10-s axis that spans most of the image
+    centre = (columns.max() + columns.min()) / 2 / with_loss.shape[1]
+    assert 0.4 < centre < 0.65, centre
+
+
 def test_report_when_maps_in_folder_or_base64_then_each_card_shows_its_own(tmp_path: Path) -> None:
     red, green = png((0, 0, 255)), png((0, 255, 0))
     journal = write_journal(tmp_path / "j.jsonl", [
