@@ -6,7 +6,7 @@
     python run_stream.py --source rtsp://camera/stream
     python run_stream.py --source interview.mp4
     python run_stream.py --source CASME2/sub01/EP02_01f --fps 200
-    python run_stream.py --source interview.mp4 --journal events.jsonl --report report/
+    python run_stream.py --source interview.mp4 --report report/     # + report/events.jsonl
 
 Exit codes: 0 when the source ended or the run was stopped (SIGINT/SIGTERM), 2 on a user mistake
 (one line on stderr), 1 on an internal error.
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML config file or bundled name (default, highspeed-200fps, rtsp-edge)")
     p.add_argument("--pub", help="ZeroMQ PUB endpoint to bind (default tcp://127.0.0.1:5556)")
     p.add_argument("--journal", help="append every event as a JSON line to this file")
-    p.add_argument("--report", metavar="DIR", help="at the end, write the run's HTML report (with --journal)")
+    p.add_argument("--report", metavar="DIR",
+                   help="at the end, the HTML report into DIR (from --journal, else DIR/events.jsonl)")
     p.add_argument("--explainer", help="rules (default), vlm, llm, openai")
     p.add_argument("--model", help="local model folder (vlm, llm) or model name (openai)")
     p.add_argument("--adapter", help="LoRA adapter folder for the vlm explainer")
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = load_config(args.config, overrides_from_args(args))
         if args.report:
-            _check_report(args.report, cfg.publish.journal)
+            cfg = _prepare_report(args.report, cfg)
         pipeline, closers = build_pipeline(cfg)
     except UserError as exc:
         print(f"run_stream.py: error: {exc}", file=sys.stderr)
@@ -152,14 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _check_report(folder: str, journal: str) -> None:
-    """Fail before the run, not after it, when ``--report`` cannot be written."""
+def _prepare_report(folder: str, cfg: Any) -> Any:
+    """Fail before the run, not after it, when ``--report`` cannot be written; without a journal,
+    journal into ``folder/events.jsonl`` (the report is built from the journal alone)."""
     from pathlib import Path
 
     from engine.paths import ensure_writable_dir
 
-    if not journal:
-        raise UserError("--report needs --journal FILE: the report is built from the run's journal")
     try:
         import jinja2  # noqa: F401
         import matplotlib  # noqa: F401
@@ -167,6 +167,11 @@ def _check_report(folder: str, journal: str) -> None:
         raise UserError(f"--report needs {exc.name}: pip install 'mellm-stream[report]'") from None
     if (reason := ensure_writable_dir(Path(folder))) is not None:
         raise UserError(f"cannot write the report into {folder}: {reason}; choose another --report")
+    if cfg.publish.journal:
+        return cfg
+    journal = str(Path(folder) / "events.jsonl")
+    log.info("journal for the report: %s", journal)
+    return cfg.model_copy(update={"publish": cfg.publish.model_copy(update={"journal": journal})})
 
 
 def _write_report(folder: str, cfg: Any) -> int:

@@ -371,12 +371,15 @@ def test_report_cli_when_bad_time_or_unknown_stream_then_one_line(tmp_path: Path
     assert "streams found: cam0" in capsys.readouterr().err
 
 
-def test_run_stream_when_report_without_journal_then_one_line_before_running(tmp_path: Path) -> None:
-    r = run_cli("--source", "demo", "--report", str(tmp_path / "r"), timeout=120)
+def test_run_stream_when_report_folder_unwritable_then_one_line_before_running(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the report folder should go")
+    r = run_cli("--source", "demo", "--report", str(blocker / "report"), timeout=120)
     assert r.returncode == 2
-    assert r.stderr.strip() == (
-        "run_stream.py: error: --report needs --journal FILE: the report is built from the run's journal"
-    )
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"run_stream.py: error: cannot write the report into {blocker}")
+    assert "choose another --report" in lines[0]
 
 
 # -- real runs ----------------------------------------------------------------------------------------
@@ -390,10 +393,10 @@ def _browser(profile: Path) -> Any:
 def test_report_of_a_demo_run_in_chromium_has_one_card_per_candidate_and_every_image_loads(
     tmp_path: Path, capsys
 ) -> None:
-    journal, out = tmp_path / "demo.jsonl", tmp_path / "report"
+    out = tmp_path / "report"
+    journal = out / "events.jsonl"  # --report without --journal journals beside the page
     r = run_cli("--source", "demo", "--set", "demo.duration_s=10", "--set", "demo.events=3",
-                "--pub", f"tcp://127.0.0.1:{free_port()}", "--journal", str(journal), "--report", str(out),
-                timeout=600)
+                "--pub", f"tcp://127.0.0.1:{free_port()}", "--report", str(out), timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     events = read_journal(journal)
     statuses = [e for e in events if e["type"] == "status"]
