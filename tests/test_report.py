@@ -403,6 +403,8 @@ def test_report_of_a_demo_run_in_chromium_has_one_card_per_candidate_and_every_i
     assert statuses[0]["run"]["config"]["explain"]["name"] == "rules"
     assert statuses[0]["run"]["versions"]["mediapipe"]
     assert statuses[-1]["final"] is True and not any(s.get("final") for s in statuses[:-1])
+    stream_t = [s["stream_t"] for s in statuses]
+    assert stream_t == sorted(stream_t) and stream_t[-1] == pytest.approx(299 / 30, abs=1e-3)  # 300 frames
     ids = [e["candidate_id"] for e in events if e["type"] == "candidate"]
     assert ids, "the demo produced no candidate"
     assert sorted(p.stem for p in maps_dir(journal).iterdir()) == sorted(ids)
