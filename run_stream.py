@@ -6,6 +6,7 @@
     python run_stream.py --source rtsp://camera/stream
     python run_stream.py --source interview.mp4
     python run_stream.py --source CASME2/sub01/EP02_01f --fps 200
+    python run_stream.py --source interview.mp4 --report report/     # + report/events.jsonl
 
 Exit codes: 0 when the source ended or the run was stopped (SIGINT/SIGTERM), 2 on a user mistake
 (one line on stderr), 1 on an internal error.
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML config file or bundled name (default, highspeed-200fps, rtsp-edge)")
     p.add_argument("--pub", help="ZeroMQ PUB endpoint to bind (default tcp://127.0.0.1:5556)")
     p.add_argument("--journal", help="append every event as a JSON line to this file")
+    p.add_argument("--report", metavar="DIR",
+                   help="at the end, the HTML report into DIR (from --journal, else DIR/events.jsonl)")
     p.add_argument("--explainer", help="rules (default), vlm, llm, openai")
     p.add_argument("--model", help="local model folder (vlm, llm) or model name (openai)")
     p.add_argument("--adapter", help="LoRA adapter folder for the vlm explainer")
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         from engine.pipeline import build_pipeline
 
         cfg = load_config(args.config, overrides_from_args(args))
+        if args.report:
+            cfg = _prepare_report(args.report, cfg)
         pipeline, closers = build_pipeline(cfg)
     except UserError as exc:
         print(f"run_stream.py: error: {exc}", file=sys.stderr)
@@ -143,7 +148,49 @@ def main(argv: list[str] | None = None) -> int:
 
         if not close_all(closers) and code == 0:
             code = 1
+    if args.report:  # also after a failure: the journal holds what happened until then
+        code = max(code, _write_report(args.report, cfg))
     return code
+
+
+def _prepare_report(folder: str, cfg: Any) -> Any:
+    """Fail before the run, not after it, when ``--report`` cannot be written; without a journal,
+    journal into ``folder/events.jsonl`` (the report is built from the journal alone)."""
+    from pathlib import Path
+
+    from engine.paths import ensure_writable_dir
+
+    try:
+        import jinja2  # noqa: F401
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"--report needs {exc.name}: pip install 'mellm-stream[report]'") from None
+    if (reason := ensure_writable_dir(Path(folder))) is not None:
+        raise UserError(f"cannot write the report into {folder}: {reason}; choose another --report")
+    if cfg.publish.journal:
+        return cfg
+    journal = str(Path(folder) / "events.jsonl")
+    log.info("journal for the report: %s", journal)
+    return cfg.model_copy(update={"publish": cfg.publish.model_copy(update={"journal": journal})})
+
+
+def _write_report(folder: str, cfg: Any) -> int:
+    """The report of this run (the journal's last run); 0 when written, else 1 or 2 with the reason logged."""
+    from engine.report.journal import load_sections
+    from engine.report.render import build_report
+
+    try:
+        sections = load_sections([cfg.publish.journal], last_run_only=True)
+        clips = cfg.clips.dir if cfg.clips.enabled else None
+        index = build_report(sections, folder, clips=clips)
+    except UserError as exc:
+        print(f"run_stream.py: error: report not written: {exc}", file=sys.stderr)
+        return 2
+    except Exception:
+        log.exception("report not written")
+        return 1
+    log.info("report written: %s", index)
+    return 0
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ class LoopStats:
     face_s: float = 0.0
     spot_s: float = 0.0
     wall_s: float = 0.0
+    last_t: float = 0.0  # stream time of the last frame, seconds
 
 
 def run_frames(
@@ -108,6 +109,7 @@ def run_frames(
                 if on_spotted is not None:
                     on_spotted(frame, obs)
             s.frames += 1
+            s.last_t = frame.t
     spot(spotter.flush)
     s.wall_s = time.perf_counter() - start
     return s

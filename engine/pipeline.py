@@ -64,7 +64,9 @@ class Pipeline:
     ``spotter``: the `Spotter`; ``worker``: the `CandidateWorker`; ``sink``: the `EventSink`;
     ``reader_stats`` returns the reader's fps_in, frames_dropped and reconnects; ``stop_reader``
     ends the frames (`request_stop`); ``clips``: the optional `ClipSink`; ``max_gap_s``: a larger
-    gap between two frames' ``t`` flushes the spotter.
+    gap between two frames' ``t`` flushes the spotter. ``run_info``: the configuration and versions
+    (`engine.runinfo`), sent once in the ``run`` field of the first status event; the last status
+    event carries ``final: true``, so a reader can tell a finished journal from one cut short.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Pipeline:
         stop_reader: Callable[[], None] | None = None,
         clips: ClipSink | None = None,
         max_gap_s: float = 1.0,
+        run_info: dict[str, Any] | None = None,
     ) -> None:
         self.stream = stream
         self.frames = frames
@@ -95,6 +98,7 @@ class Pipeline:
         self.stop_reader = stop_reader
         self.max_gap_s = max_gap_s
         self.clips = clips
+        self.run_info = run_info
         self.counters = LoopStats()
         self.started = time.monotonic()
         self._status_thread = WorkerThread("status", self._status_loop)
@@ -119,6 +123,7 @@ class Pipeline:
             "queue_depth": int(ws.get("queue_depth", 0)),
             "reconnects": int(rs.get("reconnects", 0)),
             "uptime_s": round(now - self.started, 3),
+            "stream_t": round(self.counters.last_t, 6),
             "frame_queue_depth": int(rs.get("frame_queue_depth", 0)),
             "frames_invalid": int(rs.get("frames_invalid", 0)),
             "resolution_changes": int(rs.get("resolution_changes", 0)),
@@ -152,6 +157,8 @@ class Pipeline:
 
     def run(self) -> None:
         """Process every frame until the source ends or a stop is requested, then shut down cleanly."""
+        if self.run_info is not None:
+            self.sink.emit(status_event(self.stream, **self.status(), run=self.run_info))
         self._status_thread.start()
         try:
             run_frames(
@@ -172,7 +179,7 @@ class Pipeline:
             if self.clips is not None:
                 self.clips.close()
             self._status_thread.join(5.0)
-            self.sink.emit(status_event(self.stream, **self.status()))
+            self.sink.emit(status_event(self.stream, **self.status(), final=True))
 
 
 def build_pipeline(
@@ -216,6 +223,7 @@ def _build(
     from engine.face.model import resolve_face_model
     from engine.fusion import build_stage
     from engine.publish.journal import check_appendable
+    from engine.runinfo import run_info
     from engine.sources import FrameReader, open_source
     from spotting import create_spotter
 
@@ -287,4 +295,5 @@ def _build(
         drain_s=cfg.explain.drain_s,
         stop_reader=reader.stop,
         clips=clips,
+        run_info=run_info(cfg.model_dump(mode="json")),
     ), closers

@@ -31,6 +31,9 @@ class PublishConfig(BaseModel):
         description="fsync the journal this many seconds after a write (0 = only at rotation and close)",
     )
     maps: bool = Field(True, description="send the fused map as a PNG third frame of candidate events")
+    journal_maps: bool = Field(
+        True, description="with a journal, also write each fused map as <stem>.maps/<candidate_id>.png"
+    )
     status_interval_s: float = Field(2.0, gt=0, description="seconds between status events")
     sndhwm: int = Field(10000, ge=1, description="ZeroMQ send high-water mark (messages)")
     linger_ms: int = Field(2000, ge=0, description="ZeroMQ linger at close so queued events still leave")

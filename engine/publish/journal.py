@@ -4,6 +4,10 @@ The publisher thread writes the exact JSON text it sends on the socket, so a jou
 second message frame are byte-identical (UTF-8). Lines are written whole and line-buffered, so a
 crash loses at most the line being written; `Journal.flush` with ``fsync=True`` makes them durable.
 
+Fused maps: a journal line is text, so the PNG a candidate event carries as its third message frame
+is written beside the journal instead, as ``<journal stem>.maps/<candidate_id>.png`` (`maps_dir`,
+`Journal.write_map`); `python -m engine.report` finds it there.
+
 Rotation (``max_bytes > 0``): before a line would push the file past ``max_bytes``, the file is
 flushed, fsynced and renamed to the next free ``<path>.<k>`` (k = 1, 2, ...), and a new ``<path>`` is
 opened. Rotated segments are never renamed again, so a reader that lists `segments` sees every line
@@ -28,6 +32,15 @@ from pathlib import Path
 from typing import TextIO
 
 from engine.errors import UserError
+
+#: A candidate id usable as a file name: what `Journal.write_map` accepts and the report looks up.
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def maps_dir(path: str | Path) -> Path:
+    """The folder of a journal's fused maps: ``events.jsonl`` → ``events.maps``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.maps")
 
 
 def check_appendable(path: Path) -> None:
@@ -83,6 +96,21 @@ class Journal:
         self._file.write(data)
         self._size += nbytes
         self.lines += 1
+
+    def write_map(self, candidate_id: str, png: bytes) -> Path | None:
+        """Write a candidate's fused map as ``maps_dir(path)/<candidate_id>.png``, complete or not at all.
+
+        Returns the path, or None when ``candidate_id`` is not a plain file name (never written).
+        """
+        if not SAFE_ID.fullmatch(candidate_id):
+            return None
+        folder = maps_dir(self.path)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{candidate_id}.png"
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(png)
+        os.replace(tmp, target)  # a reader never sees half a PNG
+        return target
 
     def flush(self, fsync: bool = True) -> None:
         """Push buffered text to the OS and, with ``fsync``, to the disk."""

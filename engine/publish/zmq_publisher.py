@@ -358,6 +358,11 @@ class ZmqPublisher:
         text = json.dumps(msg, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         if self._journal is not None:
             self._journal.write(text)
+            if png is not None and self.cfg.journal_maps:
+                try:
+                    self._journal.write_map(str(msg.get("candidate_id", "")), png)
+                except OSError as exc:  # a lost map file must not stop the events
+                    log.error("map of %s not written beside the journal: %s", msg.get("candidate_id"), exc)
         frames = [topic(msg), text.encode("utf-8")]
         if png is not None:
             frames.append(png)
