@@ -16,7 +16,6 @@ from spotting.base import Spotter
 from spotting.config import SpottingConfig
 
 SPOTTERS: Registry[Spotter] = Registry("spotter")
-SPOTTERS.register("region-motion", "spotting.region_motion:create")
 SPOTTERS.register("region-bump", "spotting.bump:create")
 
 

@@ -1,4 +1,4 @@
-"""spotting/common.py: the steps both region spotters share behave alike in each of them."""
+"""spotting/common.py: the steps every region spotter shares (input checks, baseline settings)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from engine.types import FaceObservation
 from spotting.bump import RegionBumpSpotter
 from spotting.common import RegionSpotterBase
 from spotting.config import SpottingConfig
-from spotting.region_motion import RegionMotionSpotter
 
-SPOTTERS = [RegionBumpSpotter, RegionMotionSpotter]
+SPOTTERS = [RegionBumpSpotter]
 
 
 def _obs(
@@ -45,8 +44,6 @@ def test_region_spotters_when_input_is_bad_raise_the_shared_errors(cls: type[Reg
     [
         (RegionBumpSpotter, 30.0, 15, 1),
         (RegionBumpSpotter, 200.0, 100, 10),
-        (RegionMotionSpotter, 30.0, 8, 1),
-        (RegionMotionSpotter, 200.0, 40, 12),
     ],
 )
 def test_region_spotters_when_built_keep_their_own_baseline_settings(

@@ -14,7 +14,7 @@ from tests.helpers import check_accounting, free_port, read_journal, run_cli
 from tests.test_spotting import MOUTH_R, Bump, astronaut, iou, run, stream  # noqa: F401 (fixture)
 
 
-@pytest.mark.parametrize("name", ["region-bump", "region-motion"])
+@pytest.mark.parametrize("name", ["region-bump"])
 def test_spotter_when_given_a_flow_backend_uses_it_and_still_finds_the_bump(astronaut, name: str) -> None:  # noqa: F811
     backend = flow.create("farneback")
     calls: list[tuple[int, ...]] = []
