@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.face.config import FaceConfig
-from spotting.config import SpottingConfig
+from spotting.config import BumpConfig, SpottingConfig
 from tests.conftest import shared_path
 
 VIDEO = ("videos", "single_face.mp4")
@@ -206,23 +206,27 @@ def test_set_aside_own_when_detection_overlaps_the_untouched_videos_own_then_dro
 def test_parse_sweep_when_field_and_values_valid_then_one_validated_config_per_value() -> None:
     from bench.spotting import parse_sweep
 
-    base = SpottingConfig(bump_frac=0.25)
-    points = parse_sweep("bump_threshold_k=6, 8,14", base)
+    base = SpottingConfig(bump=BumpConfig(frac=0.25), signal_size=128)
+    points = parse_sweep("bump.threshold_k=6, 8,14", base)
     assert [p.value for p in points] == [6.0, 8.0, 14.0]
-    assert all(p.field_name == "bump_threshold_k" for p in points)
-    assert [p.cfg.bump_threshold_k for p in points] == [6.0, 8.0, 14.0]
-    assert all(p.cfg.bump_frac == 0.25 for p in points)  # every other setting as configured
-    assert parse_sweep("name=region-bump,region-motion", base)[1].cfg.name == "region-motion"
+    assert all(p.field_name == "bump.threshold_k" for p in points)
+    assert [p.cfg.bump.threshold_k for p in points] == [6.0, 8.0, 14.0]
+    assert all(p.cfg.bump.frac == 0.25 and p.cfg.signal_size == 128 for p in points)  # the rest as configured
+    assert [p.cfg.signal_size for p in parse_sweep("signal_size=96,160", base)] == [96, 160]
 
 
 @pytest.mark.parametrize(
     ("text", "says"),
     [
         ("threshold=6", "not a spotting config field"),
-        ("bump_threshold_k=6,-1", "greater than 0"),
-        ("bump_threshold_k=six", "bump_threshold_k='six' rejected"),
-        ("bump_threshold_k", "expects FIELD=V1,V2"),
-        ("bump_threshold_k=", "expects FIELD=V1,V2"),
+        ("bump=6", "not a spotting config field"),
+        ("bump_threshold_k=6", "now bump.threshold_k"),
+        ("bump.threshold_k=6,-1", "greater than 0"),
+        ("bump.threshold_k=six", "bump.threshold_k='six' rejected"),
+        ("bump.threshold_k=2", "release_k"),
+        ("name=region-bump,nope", "unknown spotter 'nope'"),
+        ("bump.threshold_k", "expects FIELD=V1,V2"),
+        ("bump.threshold_k=", "expects FIELD=V1,V2"),
     ],
 )
 def test_parse_sweep_when_field_or_value_wrong_then_one_line_reason(text: str, says: str) -> None:
@@ -245,7 +249,8 @@ def test_bench_video_when_sweep_then_configured_value_reproduces_the_table_and_a
     from spotting.inject import AU_MOVES
 
     sampler = SheetEvents.from_sheets(shared_path("annotations"), sorted(AU_MOVES))
-    cfg = SpottingConfig(bump_threshold_k=4.0)  # low, so the still face gives detections to reproduce
+    # a low threshold, so the still face gives detections to reproduce
+    cfg = SpottingConfig(bump=BumpConfig(threshold_k=4.0))
     res = bench_video(
         _video(),
         sampler,
@@ -253,7 +258,7 @@ def test_bench_video_when_sweep_then_configured_value_reproduces_the_table_and_a
         FaceConfig(),
         cfg,
         say=lambda s: None,
-        sweep=parse_sweep("bump_threshold_k=4,1e6", cfg),
+        sweep=parse_sweep("bump.threshold_k=4,1e6", cfg),
     )
     assert res is not None and [p.value for p in res.sweep] == [4.0, 1e6]
     same, silent = res.sweep
