@@ -215,6 +215,41 @@ def test_parse_sweep_when_field_and_values_valid_then_one_validated_config_per_v
     assert [p.cfg.signal_size for p in parse_sweep("signal_size=96,160", base)] == [96, 160]
 
 
+def test_docs_page_when_written_then_holds_the_runs_command_date_and_figures() -> None:
+    from bench.spotting import docs_page
+
+    summary = {
+        "label": "landmarks every frame",
+        "f1": 0.4871,
+        "precision": 0.52,
+        "recall": 0.4583,
+        "micro_f1": 0.5,
+        "macro_f1": 0.3,
+        "events": 126,
+        "tp": 58,
+        "detections": 112,
+        "f1_own_set_aside": 0.55,
+        "precision_own_set_aside": 0.61,
+        "tp_time_only": 4,
+        "false_alarms": 9,
+        "false_alarms_per_min": 17.8,
+        "path_fps": {"WolfgangLanger_Pexels.mp4": 241.3},
+        "visibility": {"0-0.5": [30, 5]},
+        "sweep": [
+            {"value": 6.0, "tp": 58, "detections": 112, "precision": 0.52, "recall": 0.46, "f1": 0.49,
+             "false_alarms": 9, "false_alarms_per_min": 17.8},
+        ],
+    }
+    page = docs_page([summary], "python bench/spotting.py --seeds 9", "2026-12-03 19:00 UTC", "OpenCV 5.1")
+    lines = page.splitlines()
+    assert lines[0] == "# Spotting tuning figures"
+    assert "- command: `python bench/spotting.py --seeds 9`" in lines
+    assert "- date: 2026-12-03 19:00 UTC" in lines and "- libraries: OpenCV 5.1" in lines
+    assert "| 0.4871 | 0.5200 | 0.4583 | 0.5000 | 0.3000 | 126 | 58 | 112 | 17.80 |" in lines
+    assert "| WolfgangLanger_Pexels.mp4 | 241.3 |" in lines and "| 0-0.5 | 30 | 5 |" in lines
+    assert "| 6.0 | 58 | 112 | 0.5200 | 0.4600 | 0.4900 | 17.80 |" in lines
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [

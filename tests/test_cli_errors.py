@@ -326,6 +326,21 @@ CASES: dict[str, Case] = {
     "bench/spotting --spotter unknown": lambda f: ["bench/spotting.py", "--spotter", "nope"],
     "bench/spotting --sweep unknown flow backend": lambda f: _sweep(f, "flow=,nope"),
     "bench/spotting --sweep value out of range": lambda f: _sweep(f, "bump.threshold_k=6,-1"),
+    "bench/spotting --sweep old flat key": lambda f: _sweep(f, "bump_threshold_k=6,8"),
+    "bench/spotting --write-docs folder": lambda f: [
+        "bench/spotting.py",
+        "--videos",
+        str(f["folder"]),
+        "--write-docs",
+        str(f["folder"]),
+    ],
+    "bench/spotting --write-docs under /proc": lambda f: [
+        "bench/spotting.py",
+        "--videos",
+        str(f["folder"]),
+        "--write-docs",
+        "/proc/no/such/page.md",
+    ],
 }
 
 
