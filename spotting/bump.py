@@ -140,15 +140,12 @@ class RegionBumpSpotter(RegionSpotterBase):
 
     min_base_s = 0.5
     stats_per_baseline = 60
-    # Peaks of an interval tried in turn when the strongest delineates too short (a glitch, a lobe):
-    # 2 chosen on seeds 0-2 (F1 0.44 -> 0.47; held-out 3-11: 0.34 -> 0.36, one more false alarm).
+    # Peaks of an interval tried in turn when the strongest delineates too short (a glitch, a lobe).
+    # How this and lobe_reach were chosen: docs/spotting-tuning.md.
     peak_tries = 2
     # A pick is checked for a stronger opposite bump this many lags either side (`_main_lobe`): side
-    # lobes sit about one lag from the main one. 1.5 against 2 on cached injected observations
-    # (WolfgangLanger and single_face, OpenCV 5.1; F1 every frame / reused landmarks): seeds 12-41
-    # 0.467 / 0.437 against 0.461 / 0.435 (no check: 0.468 / 0.441), held out 3-11 0.452 / 0.427
-    # against 0.458 / 0.400 (no check: 0.449 / 0.425). At 2 it also moves picks on a neighbouring
-    # movement of a busy stretch (WolfgangLanger laughing, frames 435-447).
+    # lobes sit about one lag from the main one; much wider, and the check reaches a neighbouring
+    # movement of a busy stretch.
     lobe_reach = 1.5
 
     def __init__(
