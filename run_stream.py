@@ -31,9 +31,6 @@ FLAG_KEYS = {
     "pub": "publish.endpoint",
     "journal": "publish.journal",
     "explainer": "explain.name",
-    "model": "explain.model",
-    "adapter": "explain.adapter",
-    "endpoint": "explain.endpoint",
     "face_model": "face.model",
     "fps": "source.fps",
     "max_frames": "source.max_frames",
@@ -42,6 +39,8 @@ FLAG_KEYS = {
     "curve_secret_key": "publish.curve_secret_key",
     "curve_allow_dir": "publish.curve_allow_dir",
 }
+# flags whose key lies in the chosen explainer's own section: --model → explain.<explainer>.model
+EXPLAINER_FLAGS = ("model", "adapter", "endpoint")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,24 +85,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any config key, e.g. --set spotting.threshold_k=5 (repeatable)",
+        help="override any config key, e.g. --set spotting.bump.threshold_k=5 (repeatable)",
     )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The dotted-key overrides given on the command line (flags first, then --set)."""
-    from engine.config import parse_override
+    """The dotted-key overrides given on the command line (flags first, then --set).
+
+    ``--model``, ``--adapter`` and ``--endpoint`` set the option of the explainer that will run
+    (``--explainer``, else ``--set explain.name``, else the config file's, else ``rules``).
+    """
+    from engine.config import explainer_option_key, parse_override, read_toml
+    from engine.explain.config import ExplainConfig
 
     out: dict[str, Any] = {}
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag)
         if value is not None:
             out[key] = value
-    for item in args.set:
-        key, value = parse_override(item)
-        out[key] = value
+    sets = dict(parse_override(item) for item in args.set)
+    given = {flag: getattr(args, flag) for flag in EXPLAINER_FLAGS if getattr(args, flag) is not None}
+    if given:
+        explainer = sets.get("explain.name", out.get("explain.name"))
+        if explainer is None:  # the config file's, else the default
+            section = read_toml(args.config).get("explain", {}) if args.config else {}
+            explainer = section.get("name") if isinstance(section, dict) else None
+            explainer = explainer or ExplainConfig().name
+        for flag, value in given.items():
+            out[explainer_option_key(str(explainer), flag, f"--{flag}")] = value
+    out.update(sets)
     return out
 
 

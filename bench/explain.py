@@ -185,8 +185,8 @@ def bench_rules(jobs: int, flow_name: str) -> dict[str, float]:
     """p50/p95 of candidate → explanation with `rules` and the real flow + fusion as prepare."""
     from engine import flow
     from engine.explain import create
-    from engine.flow.config import FusionConfig
     from engine.fusion import build_evidence
+    from engine.fusion.config import FusionConfig
 
     backend = flow.create(flow_name)
     fusion_cfg = FusionConfig()

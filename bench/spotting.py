@@ -3,6 +3,7 @@
 
     python bench/spotting.py [--videos DIR] [--annotations DIR] [--seeds 3] [--reuse-every K]
                              [--sweep FIELD=V1,V2,...] [--plot-dir DIR] [--truth-dir DIR] [--json FILE]
+                             [--write-docs docs/spotting-tuning.md]
 
 For every face video of ``--videos`` (default ``../shared/data/videos``):
 
@@ -28,7 +29,7 @@ detection moves F1 by ~0.02, and the optimum of seeds 0-2 alone was not that of 
 ``--visibility`` also tells how visible each event is to a bump spotter and how many of each
 visibility class were found: the bump its most visible region gets from the injected field
 (`evaluation.inject.region_displacement` at the apex, in signal pixels, times the share of it a
-bump of half-width ``bump_lag_s`` sees in the event's profile), over the 95th percentile of that
+bump of half-width ``bump.lag_s`` sees in the event's profile), over the 95th percentile of that
 region's bump on the untouched video (the face's own talking, blinking and head motion). An event
 under 1 moves less than the face itself does in one frame out of twenty.
 
@@ -42,11 +43,15 @@ MEGC protocol compares intervals, so the face's own movement that spans an injec
 movement over an AU4 brow event) counts as finding it; those whose detection names no region the
 event's action units move (`time_only`) are counted apart.
 
-``--sweep FIELD=V1,V2,...`` (a `spotting.config.SpottingConfig` field, e.g.
-``bump_threshold_k=6,8,10,14,20``) runs the spotter again at each value on the same tracked
+``--sweep FIELD=V1,V2,...`` (a `spotting.config.SpottingConfig` key, dotted inside a spotter's
+section, e.g. ``bump.threshold_k=6,8,10,14,20``) runs the spotter again at each value on the same tracked
 observations (no second landmarker pass) and prints a curve: TP, detections, precision, recall, F1
 and false alarms per minute per value, the way detectors are compared at matched false-alarm
 rates. At the configured value it reproduces the main table.
+
+``--write-docs PAGE`` writes the run's figures (the command, the date, the versions, the tables and
+the sweep curve) as a Markdown page, the one the spotter's configuration refers to
+(docs/spotting-tuning.md).
 """
 
 from __future__ import annotations
@@ -114,22 +119,32 @@ def make_spotter(cfg: SpottingConfig, fps: float) -> object:
 
 def parse_sweep(text: str, base: SpottingConfig) -> list[SweepPoint]:
     """``FIELD=V1,V2,...`` → one `SweepPoint` per value (``base`` with ``FIELD`` set, validated).
+    ``FIELD`` is a key of ``[spotting]``, dotted inside a spotter's section (``bump.threshold_k``).
 
     Raises ``ValueError`` with a one-line reason for an unknown field or a value the config rejects."""
     from pydantic import ValidationError
 
+    from engine.config import config_keys, key_moved
     from engine.flow import check_spotting_names
 
     name, sep, values = text.partition("=")
     name = name.strip()
     if not sep or not name or not values.strip():
-        raise ValueError(f"--sweep expects FIELD=V1,V2,... (e.g. bump_threshold_k=6,8,10), got {text!r}")
-    if name not in SpottingConfig.model_fields:
-        raise ValueError(f"--sweep: {name!r} is not a spotting config field; see spotting/config.py")
+        raise ValueError(f"--sweep expects FIELD=V1,V2,... (e.g. bump.threshold_k=6,8,10), got {text!r}")
+    if name not in config_keys(SpottingConfig):
+        moved = key_moved(f"spotting.{name}")
+        why = moved.replace("spotting.", "") if moved else "see configs/default.toml [spotting]"
+        raise ValueError(f"--sweep: {name!r} is not a spotting config field; {why}")
     points = []
     for v in values.split(","):
+        tree = base.model_dump()
+        *sections, leaf = name.split(".")
+        node = tree
+        for part in sections:
+            node = node[part]
+        node[leaf] = v.strip()
         try:
-            cfg = SpottingConfig.model_validate({**base.model_dump(), name: v.strip()})
+            cfg = SpottingConfig.model_validate(tree)
         except ValidationError as e:
             why = e.errors()[0]["msg"] if e.errors() else str(e)
             raise ValueError(f"--sweep: {name}={v.strip()!r} rejected: {why}") from None
@@ -137,7 +152,10 @@ def parse_sweep(text: str, base: SpottingConfig) -> list[SweepPoint]:
             check_spotting_names(cfg)
         except UserError as e:
             raise ValueError(f"--sweep: {name}={v.strip()!r} rejected: {e}") from None
-        points.append(SweepPoint(name, getattr(cfg, name), cfg))
+        value: object = cfg
+        for part in name.split("."):
+            value = getattr(value, part)
+        points.append(SweepPoint(name, value, cfg))
     return points
 
 
@@ -248,14 +266,14 @@ def natural_bumps(
     observations: list[FaceObservation | None], spot_cfg: SpottingConfig, fps: float
 ) -> np.ndarray:
     """The region-bump signal of the untouched video: |bump| (N, R) float32 in signal pixels per frame
-    and region (lag ``bump_lag_s``, head motion removed as the spotter does); NaN where a frame
+    and region (lag ``bump.lag_s``, head motion removed as the spotter does); NaN where a frame
     ``lag`` before or after has no face."""
     from engine.face.regions import REGION_NAMES
     from engine.flow import for_spotting
     from spotting.signals import RegionMotion, frames_for
 
     motion = RegionMotion.from_config(spot_cfg, for_spotting(spot_cfg.flow, spot_cfg.flow_params))
-    k = frames_for(spot_cfg.bump_lag_s, fps)
+    k = frames_for(spot_cfg.bump.lag_s, fps)
     n = len(observations)
     prepared = [None if o is None else motion.prepare(o.crop, o.crop_landmarks) for o in observations]
     v = np.full((n, len(REGION_NAMES), 2), np.nan, np.float32)  # v[t]: flow from t - k to t
@@ -297,7 +315,7 @@ def event_visibility(
         float(np.hypot(obs.transform[0, 0], obs.transform[0, 1])) * spot_cfg.signal_size / obs.crop.shape[0]
     )
     disp = region_displacement(obs.landmarks, image_shape, event)  # type: ignore[arg-type]
-    peak = np.hypot(disp[:, 0], disp[:, 1]) * scale * bump_share(event, frames_for(spot_cfg.bump_lag_s, fps))
+    peak = np.hypot(disp[:, 0], disp[:, 1]) * scale * bump_share(event, frames_for(spot_cfg.bump.lag_s, fps))
     return float(np.max(peak / np.maximum(natural_high, 1e-6)))
 
 
@@ -589,6 +607,67 @@ def sweep_curve(results: list[VideoResult], minutes: float) -> list[dict[str, ob
     return curve
 
 
+def _versions() -> str:
+    import cv2
+
+    try:
+        from importlib.metadata import version
+
+        mediapipe = version("mediapipe")
+    except Exception:  # not installed as a distribution: say so rather than guess
+        mediapipe = "unknown"
+    return f"OpenCV {cv2.__version__}, MediaPipe {mediapipe}, NumPy {np.__version__}"
+
+
+def docs_page(summaries: list[dict[str, object]], command: str, when: str, versions: str) -> str:
+    """The Markdown page of one run: what was run, when, with which libraries, and its figures."""
+    out = [
+        "# Spotting tuning figures",
+        "",
+        "Written by `bench/spotting.py --write-docs`; do not edit by hand, run the benchmark again.",
+        "",
+        f"- command: `{command}`",
+        f"- date: {when}",
+        f"- libraries: {versions}",
+        "",
+    ]
+    for s in summaries:
+        out += [
+            f"## {s['label']}",
+            "",
+            "| F1 | precision | recall | micro F1 | macro F1 | events | TP | detections | false alarms/min |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {s['f1']:.4f} | {s['precision']:.4f} | {s['recall']:.4f} | {s['micro_f1']:.4f} "
+            f"| {s['macro_f1']:.4f} | {s['events']} | {s['tp']} | {s['detections']} "
+            f"| {s['false_alarms_per_min']:.2f} |",
+            "",
+            f"With the untouched videos' own movements set aside: F1 {s['f1_own_set_aside']:.4f}, precision "
+            f"{s['precision_own_set_aside']:.4f} (a breakdown, not the benchmark's F1). True positives "
+            f"matched by time only: {s['tp_time_only']}.",
+            "",
+            "| video | frames/s of the spotting path |",
+            "|---|---|",
+            *(f"| {name} | {fps:.1f} |" for name, fps in s["path_fps"].items()),  # type: ignore[attr-defined]
+            "",
+        ]
+        if s["visibility"]:
+            out += ["| visibility | events | found |", "|---|---|---|"]
+            out += [f"| {k} | {n} | {f} |" for k, (n, f) in s["visibility"].items()]  # type: ignore[attr-defined]
+            out.append("")
+        if s["sweep"]:
+            out += [
+                "| value | TP | detections | precision | recall | F1 | false alarms/min |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            out += [
+                f"| {p['value']} | {p['tp']} | {p['detections']} | {p['precision']:.4f} | {p['recall']:.4f} "
+                f"| {p['f1']:.4f} | {p['false_alarms_per_min']:.2f} |"
+                for p in s["sweep"]  # type: ignore[attr-defined]
+            ]
+            out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--videos", type=Path, default=SHARED / "videos")
@@ -610,6 +689,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot-dir", type=Path)
     ap.add_argument("--json", type=Path, help="write the summary figures here")
     ap.add_argument(
+        "--write-docs",
+        type=Path,
+        metavar="PAGE",
+        help="write the run's figures as a Markdown page (docs/spotting-tuning.md)",
+    )
+    ap.add_argument(
         "--visibility",
         action="store_true",
         help="also rate each event's visibility against the face's own motion and count the found ones",
@@ -618,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep",
         metavar="FIELD=V1,V2,...",
         help="also score the spotter at each value of one spotting config field on the same observations "
-        "(e.g. bump_threshold_k=6,8,10,14,20): an operating curve of F1 against false alarms",
+        "(e.g. bump.threshold_k=6,8,10,14,20): an operating curve of F1 against false alarms",
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -629,6 +714,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.videos.is_dir():
         print(f"error: video folder {args.videos} does not exist; pass --videos DIR", file=sys.stderr)
         return 2
+    if args.write_docs:  # fail before hours of work, not after
+        try:
+            args.write_docs.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            why = f"cannot create the folder of --write-docs {args.write_docs}: {e.strerror}"
+            print(f"error: {why}", file=sys.stderr)
+            return 2
+        if args.write_docs.is_dir():
+            print(f"error: --write-docs {args.write_docs} is a folder; give a file name", file=sys.stderr)
+            return 2
     face_cfg, spot_cfg = _configs(args.config)
     if args.spotter:
         spot_cfg = spot_cfg.model_copy(update={"name": args.spotter})  # type: ignore[attr-defined]
@@ -681,6 +776,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nF1 with reuse / F1 every frame = {ratio:.3f} (target >= 0.98)")
     if args.json:
         args.json.write_text(json.dumps(summaries, indent=2))
+    if args.write_docs:
+        command = " ".join(["python bench/spotting.py", *(argv if argv is not None else sys.argv[1:])])
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        args.write_docs.write_text(docs_page(summaries, command, when, _versions()) + "\n", encoding="utf-8")
     return 0
 
 

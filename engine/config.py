@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.errors import UserError
 from engine.explain.config import ExplainConfig
 from engine.face.config import FaceConfig
-from engine.flow.config import FlowConfig, FusionConfig
+from engine.flow.config import FlowConfig
+from engine.fusion.config import FusionConfig
 from engine.publish.config import PublishConfig
 from engine.sources.config import DemoConfig, SourceConfig
 from exporters.config import ClipsConfig
@@ -44,6 +45,63 @@ class EngineConfig(BaseModel):
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
 
 
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+# Keys that moved into a backend's own section (issue #17), or left with a removed backend: an old
+# config file or --set gets one line naming the new place instead of "unknown key".
+_BUMP_KEYS = ("lag_s", "threshold_k", "pair_gain", "release_k", "frac", "extend_onset", "extend_offset")
+_EXPLAINER_KEYS = ("model", "max_new_tokens", "language", "temperature", "adapter", "device", "dtype")
+_EXPLAINER_KEYS += ("threads", "endpoint", "retries", "api_key_env", "concurrency")
+
+
+def _explainers_taking(option: str) -> list[str]:
+    """The explainers whose section of `ExplainConfig` has ``option``."""
+    return [
+        name
+        for name, field in ExplainConfig.model_fields.items()
+        if option in getattr(_nested_model(field.annotation), "model_fields", {})
+    ]
+
+
+MOVED_KEYS: dict[str, str] = {
+    **{f"spotting.bump_{k}": f"spotting.bump.{k}" for k in _BUMP_KEYS},
+    **{
+        f"explain.{k}": " or ".join(f"explain.{e}.{k}" for e in _explainers_taking(k))
+        for k in _EXPLAINER_KEYS
+    },
+    "explain.request_timeout_s": "explain.openai.timeout_s",
+    "fusion.nose_window": "fusion.mellm.nose_window",
+    "fusion.px_full_scale": "fusion.calibrated.px_full_scale",
+    "fusion.legend": "fusion.calibrated.legend",
+}
+REMOVED_KEYS: dict[str, str] = {
+    "spotting.threshold_k": "the region-bump threshold is spotting.bump.threshold_k",
+    "spotting.release_k": "the region-bump hysteresis is spotting.bump.release_k",
+    "spotting.window_s": "the region-bump spotter compares frames spotting.bump.lag_s apart",
+    "spotting.long_window_s": "the region-bump spotter compares frames spotting.bump.lag_s apart",
+}
+
+
+def key_moved(key: str) -> str | None:
+    """One line for a dotted ``key`` that moved or was removed (see `MOVED_KEYS`), else None."""
+    if key in MOVED_KEYS:
+        return f"config key {key!r} is now {MOVED_KEYS[key]}"
+    if key in REMOVED_KEYS:
+        return f"config key {key!r} was read only by the removed region-motion spotter; {REMOVED_KEYS[key]}"
+    return None
+
+
+def config_keys(model: type[BaseModel] = EngineConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of ``model``'s leaves (``spotting.bump.threshold_k``), in declaration order."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        sub = _nested_model(field.annotation)
+        keys += config_keys(sub, f"{prefix}{name}.") if sub else [f"{prefix}{name}"]
+    return keys
+
+
 def _section_model(path: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the dotted ``path`` (for listing allowed keys)."""
     model: type[BaseModel] | None = EngineConfig
@@ -51,8 +109,7 @@ def _section_model(path: tuple[str | int, ...]) -> type[BaseModel] | None:
         if model is None:
             return None
         field = model.model_fields.get(str(part))
-        ann = field.annotation if field else None
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        model = _nested_model(field.annotation if field else None)
     return model
 
 
@@ -61,6 +118,9 @@ def _describe(err: dict[str, Any]) -> str:
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc)
     if err["type"] == "extra_forbidden":
+        moved = key_moved(key)
+        if moved:
+            return moved
         owner = _section_model(loc[:-1])
         allowed = ", ".join(owner.model_fields) if owner else ""
         return f"unknown config key {key!r}; allowed keys here: {allowed}"
@@ -70,6 +130,10 @@ def _describe(err: dict[str, Any]) -> str:
         allowed = str(ctx["expected"])
     else:
         allowed = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+    if isinstance(given, dict) and _section_model(loc) is not None:  # a check across a section's keys
+        return f"bad config section {key!r}: {allowed}"
+    if err["type"] == "value_error":  # a validator's own sentence
+        return f"bad value {given!r} for config key {key!r}: {allowed}"
     return f"bad value {given!r} for config key {key!r}: expected {allowed}"
 
 
@@ -122,9 +186,24 @@ def parse_override(text: str) -> tuple[str, Any]:
     """``section.key=value`` → (key, value); the value is read as TOML, else kept as a string."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--set {text!r}: expected section.key=value, e.g. --set spotting.threshold_k=5")
+        raise UserError(f"--set {text!r}: expected section.key=value, e.g. --set spotting.bump.threshold_k=5")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     return key.strip(), value
+
+
+def explainer_option_key(explainer: str, option: str, flag: str) -> str:
+    """The dotted key of ``option`` in ``explainer``'s own section (``explain.vlm.model`` for ``--model``
+    with the vlm explainer); a `UserError` naming ``flag`` when that explainer takes no such option."""
+    from engine.explain import EXPLAINERS
+
+    EXPLAINERS.resolve_name(explainer)
+    section = _section_model(("explain", explainer))
+    if section is None or option not in section.model_fields:
+        takers = ", ".join(_explainers_taking(option))
+        raise UserError(
+            f"{flag} does not apply to the {explainer} explainer; it is for {takers} (--explainer)"
+        )
+    return f"explain.{explainer}.{option}"

@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key, e.g. --set spotting.bump_threshold_k=8 (repeatable)",
+        help="override a config key, e.g. --set spotting.bump.threshold_k=8 (repeatable)",
     )
     ap.add_argument("--out", required=True, type=Path, help="PNG to write")
     args = ap.parse_args(argv)

@@ -11,44 +11,32 @@ frame ``t``, the bump is::
 
 where ``d`` is a region's displacement. A constant-velocity drift cancels exactly, a step (onset
 of a sustained expression) gives half, a transient of duration up to ``2k`` gives all of it. One
-DIS flow per frame (``k = bump_lag_s`` frames back), so the cost stays ~0.5 ms per frame; the
+DIS flow per frame (``k = bump.lag_s`` frames back), so the cost stays ~0.5 ms per frame; the
 answer comes ``k`` frames late.
 
 Each region's ``|b|`` is scored against its own rolling median / MAD over ``baseline_s`` (an
 adaptive threshold), minus a low percentile across regions (motion of the whole face). An
-interval opens when a region's score reaches ``bump_threshold_k`` and closes after ``merge_gap_s``
-below ``bump_release_k`` (hysteresis; this also merges bursts). Its extent is then delineated on
+interval opens when a region's score reaches ``bump.threshold_k`` and closes after ``merge_gap_s``
+below ``bump.release_k`` (hysteresis; this also merges bursts). Its extent is then delineated on
 the bump's projection onto the peak direction (the side lobes at ``±k`` point the other way):
-the frames where it stays above ``bump_frac`` of the peak, widened by the share of a
+the frames where it stays above ``bump.frac`` of the peak, widened by the share of a
 raised-cosine profile that lies under that fraction. Micro vs macro by the resulting duration.
 
 The span so delineated is too short: near a movement's edges the frames ``t ± k`` the bump compares
-with lie inside the movement, so the bump drops under ``bump_frac`` while the face is still displaced
+with lie inside the movement, so the bump drops under ``bump.frac`` while the face is still displaced
 (a raised-cosine model puts the onset 0-0.7 lags late and the offset 0.3-3 lags early for rises and
-falls of 0.5-3 lags; falls are the longer side in the annotation sheets). On the injected tuning
-seeds 12-41 the onsets came a median 1 frame late and the offsets 2 early, and 61 of 420 events had
-a detection with IoU < 0.5. The shortest-duration rule still judges the span the bump delineates;
-the reported onset then moves ``bump_extend_onset`` lags earlier and the offset
-``bump_extend_offset`` lags later (F1 0.440 -> 0.485 on seeds 12-41; held out in bench/spotting.py
-0.396 -> 0.458, the same detections; 0.449 since the two .mov clips are drawn at their measured 30
-fps). Because the rule judges that shorter span, a
-movement under about 0.2 s rarely passes it: on seeds 12-41, 4 of the 29 events of 0.1-0.2 s that
-stand out of the face's own motion (visibility >= 0.5) were found. The rule mostly holds back the
-face's own short movements, not flow glitches: at ``min_duration_s`` 0.05 the spotter finds 17 more
-events but makes 133 more detections, 93 of them on movements it also detects in the untouched video
-(false alarms 8 -> 12, F1 0.485 -> 0.451). Measuring the extent on the displacement itself instead,
-by chaining the flows ``t - k -> t`` or by flowing from a frame before the onset to each frame,
-was worse (0.40 and 0.38): the chain adds up flow noise and the long flows pick up the face's own
-drift.
+falls of 0.5-3 lags; falls are the longer side in the annotation sheets). The shortest-duration rule
+(``min_duration_s``) still judges the span the bump delineates; the reported onset then moves
+``bump.extend_onset`` lags earlier and the offset ``bump.extend_offset`` lags later. Because the
+rule judges that shorter span, a movement under about 0.2 s rarely passes it; the rule mostly holds
+back the face's own short movements.
 
 Blinks: an eye aperture below ``blink_ratio`` of its rolling median (or MediaPipe's eyeBlink
 rising) removes, in the frames within ``2k`` of it, the eyelid regions and every other region under
 ``blink_spill`` of the lids' peak there (a blink moves the eye corners the head-motion fit relies
-on, so its error reaches the chin too); a movement further away in the same interval still counts
-(it used to be dropped with the whole interval: F1 0.45 -> 0.47 on seeds 3-5, 0.26 -> 0.27 on
-6-11, the same on the tuning seeds 0-2 and on the untouched videos).
+on, so its error reaches the chin too); a movement further away in the same interval still counts.
 
-Bilateral movements: a region moving on both sides at once fires at ``1 / bump_pair_gain`` of the
+Bilateral movements: a region moving on both sides at once fires at ``1 / bump.pair_gain`` of the
 threshold (most action units are bilateral; talking, a blink's spill
 and head motion rarely move both sides alike). Speech: when the mouth regions were above the
 release level in more than ``speech_fraction`` of the last ``speech_window_s`` (talking is
@@ -59,24 +47,11 @@ Judging picks the apex on a running mean of the ratio over ``k`` frames (a movem
 about ``k`` frames, a flow glitch one); when that movement delineates shorter than
 ``min_duration_s``, the next strongest one of the interval is tried. A window of ``k`` frames can
 straddle a movement's main lobe and the opposite side lobe a lag away, so the pick may land on the
-side lobe (a 200-fps mouth movement did, with OpenCV 5.1, and was reported with its apex before its
-onset, from the frames of the lobe): a pick with a stronger opposite bump within ``lobe_reach`` lags
-is moved to that main lobe. The running mean raised the injected-benchmark F1 on every seed set:
-0.33 -> 0.40 on seeds 0-2, 0.40 -> 0.42 on 3-5, 0.16 -> 0.20 on 6-11 (landmarks every frame), at
-one more false alarm on the untouched videos (5 -> 6).
+side lobe (reported with its apex before its onset): a pick with a stronger opposite bump within
+``lobe_reach`` lags is moved to that main lobe.
 
-The engine's default spotter. On the injected benchmark (``bench/spotting.py``, injector with still
-rigid points) the defaults (``bump_lag_s`` 0.12, ``bump_threshold_k`` 6, ``bump_pair_gain`` 2, DIS
-at full resolution of a 160 px signal, intervals >= 0.15 s, ``bump_frac`` 0.3) were chosen on
-seeds 0-2 and 12-41 (462 events; seeds 3-11 are held out for reporting). Seeds 0-2 alone (42
-events) were too few: they had put the threshold at 8, where the 420 events of seeds 12-41 score
-F1 0.34 against 0.39 at 6 (0.44 with the 160 px signal; threshold 5: 0.43, pair gain 2.5: 0.42,
-``bump_frac`` 0.25: 0.44, 0.35: 0.31 at threshold 8). Held out, landmarks every frame: F1 0.355 ->
-0.396, false alarms on the untouched videos unchanged (8).
-Most misses are events smaller than the talking face's own motion (``bench/spotting.py
---visibility``: two thirds of the events move their region less than its 95th percentile bump on
-the untouched video), most false alarms real blinks, brow raises and head turns of
-WolfgangLanger_Pexels.mp4.
+The engine's default spotter. How its defaults were chosen on the injected benchmark
+(``bench/spotting.py``), with the measured figures: docs/spotting-tuning.md.
 
 >>> from spotting.config import SpottingConfig
 >>> RegionBumpSpotter(SpottingConfig(), stream="cam0", fps=30.0).flush()
@@ -165,15 +140,12 @@ class RegionBumpSpotter(RegionSpotterBase):
 
     min_base_s = 0.5
     stats_per_baseline = 60
-    # Peaks of an interval tried in turn when the strongest delineates too short (a glitch, a lobe):
-    # 2 chosen on seeds 0-2 (F1 0.44 -> 0.47; held-out 3-11: 0.34 -> 0.36, one more false alarm).
+    # Peaks of an interval tried in turn when the strongest delineates too short (a glitch, a lobe).
+    # How this and lobe_reach were chosen: docs/spotting-tuning.md.
     peak_tries = 2
     # A pick is checked for a stronger opposite bump this many lags either side (`_main_lobe`): side
-    # lobes sit about one lag from the main one. 1.5 against 2 on cached injected observations
-    # (WolfgangLanger and single_face, OpenCV 5.1; F1 every frame / reused landmarks): seeds 12-41
-    # 0.467 / 0.437 against 0.461 / 0.435 (no check: 0.468 / 0.441), held out 3-11 0.452 / 0.427
-    # against 0.458 / 0.400 (no check: 0.449 / 0.425). At 2 it also moves picks on a neighbouring
-    # movement of a busy stretch (WolfgangLanger laughing, frames 435-447).
+    # lobes sit about one lag from the main one; much wider, and the check reaches a neighbouring
+    # movement of a busy stretch.
     lobe_reach = 1.5
 
     def __init__(
@@ -193,10 +165,10 @@ class RegionBumpSpotter(RegionSpotterBase):
     def _build(self, fps: float) -> None:
         super()._build(fps)
         cfg = self.cfg
-        self.k = frames_for(cfg.bump_lag_s, fps)
+        self.k = frames_for(cfg.bump.lag_s, fps)
         self.hold = frames_for(cfg.merge_gap_s, fps)
-        self._extend_on = round(cfg.bump_extend_onset * self.k)
-        self._extend_off = round(cfg.bump_extend_offset * self.k)
+        self._extend_on = round(cfg.bump.extend_onset * self.k)
+        self._extend_off = round(cfg.bump.extend_offset * self.k)
         self._signals: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.k + 1)
         self._steps: deque[_Step] = deque(maxlen=self.k + 1)
         self._speech_n = frames_for(cfg.speech_window_s, fps)
@@ -253,7 +225,7 @@ class RegionBumpSpotter(RegionSpotterBase):
         self._stats.push(m)
         if z is None:
             return []
-        self._mouth_hits.append(bool(z[MOUTH_MASK].max() >= cfg.bump_release_k))
+        self._mouth_hits.append(bool(z[MOUTH_MASK].max() >= cfg.bump.release_k))
         speech = len(self._mouth_hits) >= self._speech_n // 2 and (
             sum(self._mouth_hits) / len(self._mouth_hits) >= cfg.speech_fraction
         )
@@ -262,14 +234,14 @@ class RegionBumpSpotter(RegionSpotterBase):
         self._history.append(_Scored(step.obs, b, z, step.blink, speech))
         warm = step.obs.t - (self._start_t or 0.0) >= cfg.warmup_s
         if self._open_at is None:
-            fire = with_pairs(z / thresholds, cfg.bump_pair_gain) >= 1.0
+            fire = with_pairs(z / thresholds, cfg.bump.pair_gain) >= 1.0
             if speech:
                 fire &= ~MOUTH_MASK
             if warm and fire.any():
                 self._open_at = step.obs.index
                 self._below = 0
             return []
-        if float(z.max()) >= cfg.bump_release_k:
+        if float(z.max()) >= cfg.bump.release_k:
             self._below = 0
         else:
             self._below += 1
@@ -281,7 +253,7 @@ class RegionBumpSpotter(RegionSpotterBase):
 
     def _thresholds(self, speech: bool) -> np.ndarray:
         """The regions' thresholds (R,) float32 on a frame: the mouth's ``speech_gain`` higher in speech."""
-        thresholds = np.full(len(REGION_NAMES), self.cfg.bump_threshold_k, np.float32)
+        thresholds = np.full(len(REGION_NAMES), self.cfg.bump.threshold_k, np.float32)
         if speech:
             thresholds[MOUTH_MASK] *= self.cfg.speech_gain
         return thresholds
@@ -300,7 +272,7 @@ class RegionBumpSpotter(RegionSpotterBase):
         seg = hist[i0 : i1 + 1]
         z_all = np.stack([s.z for s in seg])  # (T, R)
         thr = np.stack([self._thresholds(s.speech) for s in seg])
-        ratio = with_pairs(z_all / thr, cfg.bump_pair_gain)  # (T, R): >= 1 fires
+        ratio = with_pairs(z_all / thr, cfg.bump.pair_gain)  # (T, R): >= 1 fires
         # Frames within 2k of a blink (a bump spans the flows from k before to k after its frame, and a
         # blink lasts up to about k): a blink also moves the eye corners, which the head-motion fit
         # leans on, so its error spreads over the whole face; there the lids are out and every other
@@ -397,7 +369,7 @@ class RegionBumpSpotter(RegionSpotterBase):
         peak = proj[apex_i - lo]
         if peak <= 0:
             return None
-        frac = cfg.bump_frac
+        frac = cfg.bump.frac
         a = apex_i - lo
         while a > 0 and proj[a - 1] >= frac * peak:
             a -= 1

@@ -1,4 +1,9 @@
-"""Configuration of the spotting stage; every duration is in seconds so any frame rate works."""
+"""Configuration of the spotting stage; every duration is in seconds so any frame rate works.
+
+``[spotting]`` holds what every spotter and the spotting signal share; each spotter's own settings
+live in its own section (``[spotting.bump]`` for ``region-bump``), so a misspelt key of any spotter
+is a one-line error. How the defaults were chosen, with the measured figures: docs/spotting-tuning.md.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +12,93 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class SpottingConfig(BaseModel):
-    """The online sliding-window spotter (``region-motion``: per-region DIS flow on the aligned crop)."""
+class BumpConfig(BaseModel):
+    """``region-bump``: the per-region bump of residual motion against frames ``t ± lag``."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(
-        "region-bump",
-        description="spotter implementation: region-bump (default; micro-expressions) or region-motion "
-        "(finds few injected micro-expressions: see spotting/region_motion.py)",
+    lag_s: float = Field(
+        0.12,
+        gt=0,
+        description="frame t is compared with frames t - lag and t + lag: a movement shorter than about "
+        "2 lags gives its whole displacement; detections come one lag late",
     )
+    threshold_k: float = Field(
+        6.0,
+        gt=0,
+        description="a region fires when its bump exceeds median + k * MAD of its own baseline; raise it "
+        "for fewer false alarms, lower it to find smaller movements",
+    )
+    pair_gain: float = Field(
+        2.0,
+        ge=1,
+        description="a region moving on both sides of the face at once fires at 1/gain of the threshold "
+        "(1 = off)",
+    )
+    release_k: float = Field(
+        3.0,
+        gt=0,
+        description="hysteresis: an interval lasts while a region stays above median + k * MAD (below "
+        "threshold_k)",
+    )
+    frac: float = Field(
+        0.3,
+        gt=0,
+        lt=0.5,
+        description="onset/offset where the bump falls under this share of its peak (then widened by the "
+        "raised-cosine share under it); lower gives longer intervals",
+    )
+    extend_onset: float = Field(
+        0.33,
+        ge=0,
+        description="the reported onset moves this many lags earlier (frames t +- lag inside the movement "
+        "hide its rise); 0 = the delineated onset",
+    )
+    extend_offset: float = Field(
+        1.0,
+        ge=0,
+        description="the reported offset moves this many lags later (falls are longer than rises); "
+        "0 = the delineated offset",
+    )
+
+    @model_validator(mode="after")
+    def _check_hysteresis(self) -> BumpConfig:
+        if self.release_k >= self.threshold_k:
+            raise ValueError(f"release_k ({self.release_k}) must be below threshold_k ({self.threshold_k})")
+        return self
+
+
+class SpottingConfig(BaseModel):
+    """The online spotter: which one, its motion signal, and the interval rules all spotters share."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field("region-bump", description="spotter implementation: region-bump")
     flow: str = Field(
         "",
         description="flow backend of the spotting signal by name (dis, farneback, torch-tvl1, ...); "
-        "empty = the built-in DIS with dis_preset and dis_finest_scale",
+        "empty = the built-in DIS with dis_preset, dis_finest_scale and dis_patch_stride",
     )
-    flow_params: dict[str, Any] = Field(default_factory=dict, description="parameters of that backend")
+    flow_params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword parameters of that backend (checked when it is built)"
+    )
     dis_preset: Literal["ultrafast", "fast", "medium"] = Field(
         "ultrafast",
-        description="OpenCV DIS optical-flow preset of the per-frame motion signal; the slower presets "
-        "are not better here: injected-benchmark F1 on seeds 12-41 (WolfgangLanger and single_face, "
-        "OpenCV 5.0) 0.48 ultrafast, 0.42 fast, 0.42 medium",
+        description="OpenCV DIS preset of the built-in per-frame motion signal; slower presets cost more "
+        "per frame (compare them with bench/spotting.py before changing it)",
     )
     dis_finest_scale: int = Field(
         0,
         ge=0,
         le=4,
-        description="finest DIS pyramid level (0 = full signal resolution, ~1.3 ms at 160 px; 1 = half, "
-        "~0.4 ms, too coarse for 1-px motion: injected-benchmark F1 0.17 instead of 0.25)",
+        description="finest DIS pyramid level (0 = full signal resolution; 1 = half, cheaper but too "
+        "coarse for 1-px motion)",
     )
     dis_patch_stride: int = Field(
         5,
         ge=0,
         le=8,
-        description="DIS patch stride in pixels (0 = the preset's, 4 for ultrafast): 5 costs ~0.95 ms "
-        "instead of ~1.45 ms on a 128 px signal (~1.3 ms at 160 px) and scores best on the 160 px "
-        "signal: injected-benchmark F1 on seeds 12-41 (WolfgangLanger and single_face, OpenCV 5.0) "
-        "0.41 / 0.43 / 0.48 / 0.44 at strides 3 / 4 / 5 / 6, held-out seeds 3-11 0.38 / 0.39 / 0.42 / 0.39",
+        description="DIS patch stride in pixels (0 = the preset's, 4 for ultrafast); larger is cheaper",
     )
     register_shift: bool = Field(
         True, description="cancel the global shift between frames (phase correlation) before the flow"
@@ -52,23 +107,10 @@ class SpottingConfig(BaseModel):
         160,
         ge=32,
         le=512,
-        description="crop side used for the spotting signal; 160 chosen on injected seeds 0-2 and 12-41 "
-        "among 120-200 (F1 0.39 at 128, 0.44 at 160 with bump_threshold_k 6; ~210-225 instead of ~265 "
-        "frames/s with landmark reuse)",
-    )
-    window_s: float = Field(
-        0.5, gt=0, description="feature-difference window: motion is measured against window_s/2 earlier"
-    )
-    long_window_s: float = Field(
-        1.0, gt=0, description="an open interval is judged by the statistics of motion over this distance"
+        description="side of the crop the spotting signal is computed on, pixels; larger sees smaller "
+        "motion and costs more per frame",
     )
     baseline_s: float = Field(3.0, gt=0, description="rolling statistics window for the adaptive threshold")
-    threshold_k: float = Field(
-        8.0, gt=0, description="a region fires when its motion exceeds median + k * MAD of its own baseline"
-    )
-    release_k: float = Field(
-        3.0, gt=0, description="hysteresis: an interval lasts while its regions stay above median + k * MAD"
-    )
     global_percentile: float = Field(
         30.0, ge=0, lt=100, description="this percentile of region scores is removed (face-wide motion)"
     )
@@ -80,7 +122,7 @@ class SpottingConfig(BaseModel):
         ge=0,
         description="shortest interval reported; region-bump judges the span its bump delineates, which "
         "is shorter than the movement, so movements under ~0.2 s rarely pass (lower it to find them, at "
-        "the cost of more of the face's own short movements: spotting/bump.py)",
+        "the cost of more of the face's own short movements)",
     )
     micro_max_s: float = Field(0.5, gt=0, description="onset-to-offset at most this is micro, else macro")
     max_duration_s: float = Field(4.0, gt=0, description="longer intervals are cut")
@@ -100,47 +142,9 @@ class SpottingConfig(BaseModel):
         0.4,
         ge=0,
         le=1,
-        description="during a blink, regions under this fraction of the lids' peak are spill (region-bump: "
-        "every region; region-motion: brows and cheeks)",
+        description="during a blink, regions under this fraction of the lids' peak are spill and ignored",
     )
     max_regions: int = Field(3, ge=1, description="at most this many region names reported per candidate")
-    bump_lag_s: float = Field(
-        0.12, gt=0, description="region-bump: frame t is compared with frames t - lag and t + lag (latency)"
-    )
-    bump_threshold_k: float = Field(
-        6.0,
-        gt=0,
-        description="region-bump: a region fires when its bump exceeds median + k * MAD; 6 chosen on "
-        "injected seeds 0-2 and 12-41 among 5-9",
-    )
-    bump_pair_gain: float = Field(
-        2.0,
-        ge=1,
-        description="region-bump: a region moving on both sides fires at 1/gain of the threshold (1 = off)",
-    )
-    bump_release_k: float = Field(
-        3.0, gt=0, description="region-bump: an interval lasts while a region stays above median + k * MAD"
-    )
-    bump_frac: float = Field(
-        0.3,
-        gt=0,
-        lt=0.5,
-        description="region-bump: onset/offset where the bump falls under this share of its peak "
-        "(then widened by the raised-cosine share under it); chosen on injected seeds 0-2 among 0.15-0.4",
-    )
-    bump_extend_onset: float = Field(
-        0.33,
-        ge=0,
-        description="region-bump: the onset moves this many lags earlier (the bump kernel cuts the rise: "
-        "frames t +- lag inside the movement hide its edges); 0.33 and 0.67 tied on injected seeds 12-41 "
-        "(0 and 1 worse), the smaller one does not overshoot rises shorter than the lag",
-    )
-    bump_extend_offset: float = Field(
-        1.0,
-        ge=0,
-        description="region-bump: the offset moves this many lags later (falls are longer than rises, so "
-        "the kernel cuts more of them); chosen on injected seeds 12-41 among 0.33-1.33",
-    )
     speech_window_s: float = Field(
         1.0, gt=0, description="mouth activity is measured over this window (talking is sustained)"
     )
@@ -152,16 +156,10 @@ class SpottingConfig(BaseModel):
         ge=1,
         description="while talking, mouth regions cannot open an interval and need this times the threshold",
     )
+    bump: BumpConfig = Field(default_factory=BumpConfig, description="the region-bump spotter's settings")
 
     @model_validator(mode="after")
-    def _check_hysteresis(self) -> SpottingConfig:
-        if self.release_k >= self.threshold_k:
-            raise ValueError(f"release_k ({self.release_k}) must be below threshold_k ({self.threshold_k})")
-        if self.bump_release_k >= self.bump_threshold_k:
-            raise ValueError(
-                f"bump_release_k ({self.bump_release_k}) must be below "
-                f"bump_threshold_k ({self.bump_threshold_k})"
-            )
+    def _check_durations(self) -> SpottingConfig:
         if self.min_duration_s > self.max_duration_s:
             raise ValueError(
                 f"min_duration_s ({self.min_duration_s}) must not exceed "

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.face.config import FaceConfig
-from spotting.config import SpottingConfig
+from spotting.config import BumpConfig, SpottingConfig
 from tests.conftest import shared_path
 
 VIDEO = ("videos", "single_face.mp4")
@@ -207,24 +207,62 @@ def test_set_aside_own_when_detection_overlaps_the_untouched_videos_own_then_dro
 def test_parse_sweep_when_field_and_values_valid_then_one_validated_config_per_value() -> None:
     from bench.spotting import parse_sweep
 
-    base = SpottingConfig(bump_frac=0.25)
-    points = parse_sweep("bump_threshold_k=6, 8,14", base)
+    base = SpottingConfig(bump=BumpConfig(frac=0.25), signal_size=128)
+    points = parse_sweep("bump.threshold_k=6, 8,14", base)
     assert [p.value for p in points] == [6.0, 8.0, 14.0]
-    assert all(p.field_name == "bump_threshold_k" for p in points)
-    assert [p.cfg.bump_threshold_k for p in points] == [6.0, 8.0, 14.0]
-    assert all(p.cfg.bump_frac == 0.25 for p in points)  # every other setting as configured
-    assert [p.cfg.name for p in parse_sweep("name=region-bump", base)] == ["region-bump"]
+    assert all(p.field_name == "bump.threshold_k" for p in points)
+    assert [p.cfg.bump.threshold_k for p in points] == [6.0, 8.0, 14.0]
+    assert all(p.cfg.bump.frac == 0.25 and p.cfg.signal_size == 128 for p in points)  # the rest as configured
+    assert [p.cfg.signal_size for p in parse_sweep("signal_size=96,160", base)] == [96, 160]
+
+
+def test_docs_page_when_written_then_holds_the_runs_command_date_and_figures() -> None:
+    from bench.spotting import docs_page
+
+    summary = {
+        "label": "landmarks every frame",
+        "f1": 0.4871,
+        "precision": 0.52,
+        "recall": 0.4583,
+        "micro_f1": 0.5,
+        "macro_f1": 0.3,
+        "events": 126,
+        "tp": 58,
+        "detections": 112,
+        "f1_own_set_aside": 0.55,
+        "precision_own_set_aside": 0.61,
+        "tp_time_only": 4,
+        "false_alarms": 9,
+        "false_alarms_per_min": 17.8,
+        "path_fps": {"WolfgangLanger_Pexels.mp4": 241.3},
+        "visibility": {"0-0.5": [30, 5]},
+        "sweep": [
+            {"value": 6.0, "tp": 58, "detections": 112, "precision": 0.52, "recall": 0.46, "f1": 0.49,
+             "false_alarms": 9, "false_alarms_per_min": 17.8},
+        ],
+    }
+    page = docs_page([summary], "python bench/spotting.py --seeds 9", "2026-12-03 19:00 UTC", "OpenCV 5.1")
+    lines = page.splitlines()
+    assert lines[0] == "# Spotting tuning figures"
+    assert "- command: `python bench/spotting.py --seeds 9`" in lines
+    assert "- date: 2026-12-03 19:00 UTC" in lines and "- libraries: OpenCV 5.1" in lines
+    assert "| 0.4871 | 0.5200 | 0.4583 | 0.5000 | 0.3000 | 126 | 58 | 112 | 17.80 |" in lines
+    assert "| WolfgangLanger_Pexels.mp4 | 241.3 |" in lines and "| 0-0.5 | 30 | 5 |" in lines
+    assert "| 6.0 | 58 | 112 | 0.5200 | 0.4600 | 0.4900 | 17.80 |" in lines
 
 
 @pytest.mark.parametrize(
     ("text", "says"),
     [
         ("threshold=6", "not a spotting config field"),
-        ("bump_threshold_k=6,-1", "greater than 0"),
-        ("bump_threshold_k=six", "bump_threshold_k='six' rejected"),
-        ("bump_threshold_k", "expects FIELD=V1,V2"),
-        ("bump_threshold_k=", "expects FIELD=V1,V2"),
-        ("name=region-bump,region-motion", "region-motion"),  # deleted spotter: an unknown name
+        ("bump=6", "not a spotting config field"),
+        ("bump_threshold_k=6", "now bump.threshold_k"),
+        ("bump.threshold_k=6,-1", "greater than 0"),
+        ("bump.threshold_k=six", "bump.threshold_k='six' rejected"),
+        ("bump.threshold_k=2", "release_k"),
+        ("name=region-bump,nope", "unknown spotter 'nope'"),
+        ("bump.threshold_k", "expects FIELD=V1,V2"),
+        ("bump.threshold_k=", "expects FIELD=V1,V2"),
     ],
 )
 def test_parse_sweep_when_field_or_value_wrong_then_one_line_reason(text: str, says: str) -> None:
@@ -247,7 +285,8 @@ def test_bench_video_when_sweep_then_configured_value_reproduces_the_table_and_a
     from evaluation.annotations import SheetEvents
 
     sampler = SheetEvents.from_sheets(shared_path("annotations"), sorted(AU_MOVES))
-    cfg = SpottingConfig(bump_threshold_k=4.0)  # low, so the still face gives detections to reproduce
+    # a low threshold, so the still face gives detections to reproduce
+    cfg = SpottingConfig(bump=BumpConfig(threshold_k=4.0))
     res = bench_video(
         _video(),
         sampler,
@@ -255,7 +294,7 @@ def test_bench_video_when_sweep_then_configured_value_reproduces_the_table_and_a
         FaceConfig(),
         cfg,
         say=lambda s: None,
-        sweep=parse_sweep("bump_threshold_k=4,1e6", cfg),
+        sweep=parse_sweep("bump.threshold_k=4,1e6", cfg),
     )
     assert res is not None and [p.value for p in res.sweep] == [4.0, 1e6]
     same, silent = res.sweep

@@ -25,7 +25,16 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_unknown_config_key() -> None:
     _one_line_error(
-        run_cli("--source", "demo", "--set", "spotting.treshold_k=3"), "spotting.treshold_k", "threshold_k"
+        run_cli("--source", "demo", "--set", "spotting.bump.treshold_k=3"),
+        "spotting.bump.treshold_k",
+        "allowed keys here: lag_s, threshold_k",
+    )
+
+
+def test_old_flat_config_key_names_its_new_place() -> None:
+    _one_line_error(
+        run_cli("--source", "demo", "--set", "spotting.bump_threshold_k=3"),
+        "'spotting.bump_threshold_k' is now spotting.bump.threshold_k",
     )
 
 

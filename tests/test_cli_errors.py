@@ -188,9 +188,11 @@ CASES: dict[str, Case] = {
         "--out",
         str(f["folder"] / "p.png"),
     ],
-    "evaluation.plot --set without =": lambda f: [*_plot(f), "--set", "spotting.bump_threshold_k"],
+    "evaluation.plot --set without =": lambda f: [*_plot(f), "--set", "spotting.bump.threshold_k"],
     "evaluation.plot --set a value the config rejects": lambda f: [
-        *_plot(f), "--set", "spotting.bump_frac=2"
+        *_plot(f),
+        "--set",
+        "spotting.bump.frac=2",
     ],
     "evaluation.plot --config missing": lambda f: [*_plot(f), "--config", str(f["folder"] / "none.toml")],
     "build_dataset --frames missing": lambda f: [
@@ -327,7 +329,22 @@ CASES: dict[str, Case] = {
     "bench/spotting --sweep unknown field": lambda f: _sweep(f, "threshold=6,8"),
     "bench/spotting --spotter unknown": lambda f: ["bench/spotting.py", "--spotter", "nope"],
     "bench/spotting --sweep unknown flow backend": lambda f: _sweep(f, "flow=,nope"),
-    "bench/spotting --sweep value out of range": lambda f: _sweep(f, "bump_threshold_k=6,-1"),
+    "bench/spotting --sweep value out of range": lambda f: _sweep(f, "bump.threshold_k=6,-1"),
+    "bench/spotting --sweep old flat key": lambda f: _sweep(f, "bump_threshold_k=6,8"),
+    "bench/spotting --write-docs folder": lambda f: [
+        "bench/spotting.py",
+        "--videos",
+        str(f["folder"]),
+        "--write-docs",
+        str(f["folder"]),
+    ],
+    "bench/spotting --write-docs under /proc": lambda f: [
+        "bench/spotting.py",
+        "--videos",
+        str(f["folder"]),
+        "--write-docs",
+        "/proc/no/such/page.md",
+    ],
 }
 
 

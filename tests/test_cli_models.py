@@ -24,7 +24,9 @@ def _run(tmp_path: Path, *args: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_run_stream_with_the_vlm_explainer(tmp_path: Path, scripted_vlm: Path) -> None:  # noqa: F811
-    events = _run(tmp_path, "--explainer", "vlm", "--model", str(scripted_vlm), "--set", "explain.threads=1")
+    events = _run(
+        tmp_path, "--explainer", "vlm", "--model", str(scripted_vlm), "--set", "explain.vlm.threads=1"
+    )
     expl = [e for e in events if e["type"] == "explanation"]
     assert expl, [e for e in events if e["type"] in ("dropped", "error")]
     for e in expl:
@@ -36,7 +38,9 @@ def test_run_stream_with_the_vlm_explainer(tmp_path: Path, scripted_vlm: Path) -
 
 @pytest.mark.slow
 def test_run_stream_with_the_llm_explainer(tmp_path: Path, scripted_llm: Path) -> None:  # noqa: F811
-    events = _run(tmp_path, "--explainer", "llm", "--model", str(scripted_llm), "--set", "explain.threads=1")
+    events = _run(
+        tmp_path, "--explainer", "llm", "--model", str(scripted_llm), "--set", "explain.llm.threads=1"
+    )
     expl = [e for e in events if e["type"] == "explanation"]
     assert expl
     assert all(e["explainer"].startswith("llm:") and e["emotion"] == "negative" for e in expl)
@@ -53,9 +57,9 @@ def test_run_stream_with_a_lora_adapter(tmp_path: Path, tiny_vlm: Path, tiny_lor
         "--adapter",
         str(tiny_lora),
         "--set",
-        "explain.max_new_tokens=8",
+        "explain.vlm.max_new_tokens=8",
         "--set",
-        "explain.threads=1",
+        "explain.vlm.threads=1",
     )
     expl = [e for e in events if e["type"] == "explanation"]
     assert expl

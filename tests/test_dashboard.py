@@ -37,9 +37,9 @@ from engine.events import (
 from engine.explain import create as create_explainer
 from engine.face.config import FaceConfig
 from engine.face.mediapipe_tracker import MediaPipeTracker, create_landmarker
-from engine.flow.config import FusionConfig
 from engine.flow.opencv_backends import DISFlow
 from engine.fusion import build_evidence
+from engine.fusion.config import FusionConfig
 from engine.publish.config import PublishConfig
 from engine.publish.zmq_publisher import ZmqPublisher
 from engine.sources.config import DemoConfig

@@ -11,8 +11,8 @@ import skimage.data
 
 from engine.face.regions import NOSE_TIP, REGIONS
 from engine.flow import create
-from engine.flow.config import FusionConfig
 from engine.fusion import build_evidence, direction_colour, encode_png, mellm_map, region_masks, region_stats
+from engine.fusion.config import FusionConfig
 from engine.fusion.mellm_map import flow_to_bgr, hsv_table, remove_head_motion
 from engine.fusion.region_stats import stat_of
 from engine.types import Candidate, FaceObservation, TimePoint

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import EngineConfig, load_config, parse_override, read_toml
+from engine.config import EngineConfig, config_keys, load_config, parse_override, read_toml
 from engine.errors import UserError
 from engine.explain.parser import ParsedAnswer, parse_answer
 from engine.subscribe import format_event, replay
@@ -19,18 +19,11 @@ from engine.subscribe import format_event, replay
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def real_keys() -> list[str]:
-    """Every dotted key the config knows, so the fuzzer reaches validation, not only 'unknown key'."""
-    keys = []
-    for section, field in EngineConfig.model_fields.items():
-        keys.append(section)
-        model = field.annotation
-        for name in getattr(model, "model_fields", {}):
-            keys.append(f"{section}.{name}")
-    return keys
-
-
-KEYS = real_keys()
+# Every dotted key the config knows, and every section, so the fuzzer reaches validation, not only
+# "unknown key".
+LEAVES = config_keys()
+SECTIONS = sorted({key.rsplit(".", 1)[0] for key in LEAVES if "." in key})
+KEYS = [*SECTIONS, *LEAVES]
 scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -73,11 +66,28 @@ def toml_documents(draw: st.DrawFn) -> str:
         if kind == 0:
             lines.append(draw(st.text(max_size=40)))
         elif kind <= 2:
-            lines.append(f"[{draw(st.sampled_from([*EngineConfig.model_fields, 'nope', 'source.x']))}]")
+            lines.append(f"[{draw(st.sampled_from([*SECTIONS, 'nope', 'source.x']))}]")
         else:
             key = draw(st.sampled_from(KEYS)).split(".")[-1]
             lines.append(f"{key} = {toml_value(draw(values))}")
     return "\n".join(lines)
+
+
+def _only_known_keys(tree: dict[str, Any], prefix: str = "") -> None:
+    """Every key of an accepted ``tree`` is a config key or section (a dict-valued key such as
+    ``flow.params`` holds anything): a load that succeeds swallowed no key."""
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        assert dotted in KEYS, f"accepted an unknown key {dotted!r}"
+        if dotted in SECTIONS and isinstance(value, dict):
+            _only_known_keys(value, dotted + ".")
+
+
+def _accepted(cfg: EngineConfig, tree: dict[str, Any]) -> None:
+    """What a successful load must hold: no unknown key passed, and the result is a fixed point
+    (validating its own dump gives it back, so no check depends on the order of keys)."""
+    _only_known_keys(tree)
+    assert EngineConfig.model_validate(cfg.model_dump()) == cfg
 
 
 def only_user_errors(fn: Any, *args: Any) -> Any:
@@ -99,9 +109,10 @@ def test_config_loader_when_any_toml_text_then_config_or_usererror(text: str) ->
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "fuzz.toml"
         p.write_text(text, encoding="utf-8", errors="surrogatepass")
-        only_user_errors(read_toml, p)
+        tree = only_user_errors(read_toml, p)
         cfg = only_user_errors(load_config, p)
-        assert cfg is None or isinstance(cfg, EngineConfig)
+        if cfg is not None:
+            _accepted(cfg, tree)
 
 
 @FUZZ
@@ -117,7 +128,15 @@ def test_config_loader_when_file_is_not_utf8_then_usererror(data: bytes) -> None
 @given(st.dictionaries(keys, values, max_size=6))
 def test_config_loader_when_any_overrides_then_config_or_usererror(overrides: dict[str, Any]) -> None:
     cfg = only_user_errors(load_config, None, overrides)
-    assert cfg is None or isinstance(cfg, EngineConfig)
+    if cfg is not None:
+        tree: dict[str, Any] = {}
+        for key, value in overrides.items():
+            node = tree
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        _accepted(cfg, tree)
 
 
 @FUZZ

@@ -55,6 +55,6 @@ def test_plot_when_demo_clip_then_truth_and_detections_drawn_and_set_overrides_t
     img, said = plot("default.png")
     assert _count(img, GREEN) > 100  # both truth bars, on every region group's row
     assert _count(img, SHADE) > 1000 and not said.startswith(f"{tmp_path / 'default.png'}: 0 detections")
-    silent, said = plot("silent.png", "--set", "spotting.bump_threshold_k=1000")
+    silent, said = plot("silent.png", "--set", "spotting.bump.threshold_k=1000")
     assert "0 detections" in said and _count(silent, SHADE) < 50  # a few antialiased line pixels
     assert _count(silent, GREEN) > 100

@@ -17,7 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
+from engine.errors import UserError
 from engine.explain import create
+from engine.explain.config import ExplainConfig
 from engine.explain.rules import RulesExplainer, direction_words, to_motion
 from engine.face.regions import REGIONS, side_of
 from engine.facs import AU_NAMES, classify, megc_class
@@ -280,7 +282,9 @@ def test_rules_explain_batch_on_evidence_through_the_registry(astronaut) -> None
         items.append(
             Evidence(cand, f, np.zeros((CROP, CROP, 3), np.uint8), b"", region_stats(f, lm, grey.shape))
         )
-    explainer = create("rules", model="ignored")
+    with pytest.raises(UserError, match=r"'model'.*allowed parameters: floor_px, rel_to_peak"):
+        create("rules", model="an option of the model explainers")  # refused, not silently ignored
+    explainer = create("rules", **ExplainConfig().explainer_params())
     explainer.warmup()
     out = explainer.explain_batch(items)
     explainer.close()

@@ -70,10 +70,10 @@ def test_spotter_when_stated_rate_is_wrong_then_finds_what_the_true_rate_finds(f
 def test_region_bump_when_stated_rate_is_wrong_then_its_lag_follows_the_frames(face: Face) -> None:
     cfg = SpottingConfig(name="region-bump")
     sp = create_spotter(cfg, "s", 26.4)
-    assert sp.k == frames_for(cfg.bump_lag_s, 26.4) == 3
+    assert sp.k == frames_for(cfg.bump.lag_s, 26.4) == 3
     for obs in stream(face, 30.0, 0.5):
         sp.update(obs)
-    assert sp.fps == 30.0 and sp.k == frames_for(cfg.bump_lag_s, 30.0) == 4
+    assert sp.fps == 30.0 and sp.k == frames_for(cfg.bump.lag_s, 30.0) == 4
 
 
 def test_spotter_when_reset_then_measures_the_rate_again(face: Face) -> None:
@@ -117,4 +117,4 @@ def test_spotter_on_variable_rate_mov_sizes_for_its_face_frames() -> None:
     assert nominal == pytest.approx(26.4, abs=0.1)
     assert run.face_frames > 40
     assert sp.fps == pytest.approx(30.0, abs=0.05)
-    assert sp.k == frames_for(SpottingConfig().bump_lag_s, 30.0)
+    assert sp.k == frames_for(SpottingConfig().bump.lag_s, 30.0)

@@ -122,10 +122,11 @@ class _ListSink:
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_vlm_when_run_by_the_worker_publishes_named_explanations(scripted_vlm: Path, mode: str) -> None:
     """The stream's path: worker (thread, or child process) batches jobs into the vlm explainer."""
-    from engine.explain.config import ExplainConfig
+    from engine.explain.config import ExplainConfig, LocalModelConfig
     from engine.explain.worker import ExplainWorker, build_explainer
 
-    cfg = ExplainConfig(name="vlm", model=str(scripted_vlm), batch_size=4, mode=mode, timeout_s=300)
+    vlm = LocalModelConfig(model=str(scripted_vlm))
+    cfg = ExplainConfig(name="vlm", vlm=vlm, batch_size=4, mode=mode, timeout_s=300)
     items = {f"c{i}": make_evidence(i, candidate_id=f"c{i}") for i in range(4)}
     sink = _ListSink()
     worker = ExplainWorker(build_explainer(cfg), lambda c: items[c.candidate_id], sink, cfg)

@@ -259,7 +259,7 @@ class EvidenceMaker:
 
     def __init__(self, settings: BuildSettings) -> None:
         import engine.flow
-        from engine.flow.config import FusionConfig
+        from engine.fusion.config import FusionConfig
 
         self.settings = settings
         self.backend = engine.flow.create(settings.flow, **dict(settings.flow_params))

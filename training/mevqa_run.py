@@ -224,8 +224,8 @@ def answer_file(
     import engine.explain
     import engine.flow
     from engine.face import FaceConfig
-    from engine.flow.config import FusionConfig
     from engine.fusion import build_evidence
+    from engine.fusion.config import FusionConfig
 
     clips = clips_of(questions, settings.sheet)
     if settings.limit:

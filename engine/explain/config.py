@@ -1,21 +1,75 @@
-"""Configuration of the explainer and its asynchronous worker."""
+"""Configuration of the explainer and its asynchronous worker.
+
+``[explain]`` chooses the explainer and sets the worker queue; each explainer's own options live in
+its section (``[explain.rules]``, ``[explain.vlm]``, ``[explain.llm]``, ``[explain.openai]``), named
+like the explainer, with exactly the keyword parameters it takes, so a misspelt or misplaced option
+is a one-line error instead of being ignored.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class RulesConfig(_Section):
+    """``rules``: FACS rules on region statistics (no model)."""
+
+    floor_px: float = Field(0.25, gt=0, description="smallest motion that counts, pixels of the aligned crop")
+    rel_to_peak: float = Field(
+        0.25, ge=0, lt=1, description="share of the strongest region's motion a motion must reach"
+    )
+    noise_k: float = Field(
+        1.5, ge=0, description="multiple of the background level (25th percentile of region motion) to reach"
+    )
+    max_regions: int = Field(6, ge=1, description="how many moving regions the explanation text lists")
+    remove_median: bool = Field(
+        True, description="subtract the median region motion first (face-wide motion)"
+    )
+
+
+class GenerationConfig(_Section):
+    """What every model explainer (vlm, llm, openai) takes: the model and how it answers."""
+
+    model: str = Field(
+        "", description="the model: a local folder (vlm, llm) or the served model name (openai)"
+    )
+    max_new_tokens: int = Field(256, ge=1, description="longest generated answer, in tokens")
+    language: Literal["en", "zh"] = Field("en", description="prompt language: English or Chinese")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding")
+
+
+class LocalModelConfig(GenerationConfig):
+    """``vlm`` (fused map → image-text model) and ``llm`` (region statistics → causal LM), run locally."""
+
+    adapter: str = Field("", description="LoRA adapter folder (peft), empty = none")
+    device: str = Field("auto", description="auto (cuda when present), cpu, cuda, cuda:1")
+    dtype: str = Field("auto", description="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
+    threads: int = Field(0, ge=0, description="torch CPU threads (0 = torch's default)")
+
+
+class OpenAIConfig(GenerationConfig):
+    """``openai``: an OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp, Ollama)."""
+
+    endpoint: str = Field("", description="base URL of the server, e.g. http://127.0.0.1:8000/v1")
+    timeout_s: float = Field(60.0, gt=0, description="timeout of one HTTP request")
+    retries: int = Field(2, ge=0, description="retries after a 5xx, a timeout or a refusal")
+    backoff_s: float = Field(0.5, ge=0, description="wait before the first retry, doubled for each next one")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    concurrency: int = Field(4, ge=1, description="requests in flight for one batch")
+
+
 class ExplainConfig(BaseModel):
-    """Which explainer, and how the worker queue behaves."""
+    """Which explainer, how the worker queue behaves, and each explainer's own section."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field("rules", description="explainer: rules, vlm, llm, openai")
-    model: str = Field("", description="local model folder (vlm, llm) or model name (openai)")
-    adapter: str = Field("", description="LoRA adapter folder")
-    endpoint: str = Field("", description="base URL of an OpenAI-compatible server")
     queue_size: int = Field(16, ge=1, description="candidates waiting for explanation")
     policy: Literal["drop_newest", "drop_oldest"] = Field("drop_oldest", description="full queue policy")
     deadline_s: float = Field(30.0, gt=0, description="a job older than this is dropped (reason timeout)")
@@ -31,18 +85,18 @@ class ExplainConfig(BaseModel):
         120.0, gt=0, description="process mode: a batch slower than this kills the child (dropped: timeout)"
     )
     latency_window: int = Field(512, ge=1, description="recent explanations behind the latency p50/p95")
-    # -- model options (vlm, llm, openai); the rules explainer ignores them --
-    device: str = Field("auto", description="vlm/llm: auto (cuda when present), cpu, cuda, cuda:1")
-    dtype: str = Field(
-        "auto", description="vlm/llm: auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16"
-    )
-    max_new_tokens: int = Field(256, ge=1, description="longest generated answer, in tokens")
-    language: Literal["en", "zh"] = Field("en", description="prompt language: English or Chinese")
-    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding")
-    threads: int = Field(0, ge=0, description="vlm/llm on CPU: torch threads (0 = torch's default)")
-    retries: int = Field(
-        2, ge=0, description="openai: retries after a 5xx, a timeout or a refusal"
-    )
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the API key")
-    concurrency: int = Field(4, ge=1, description="openai: requests in flight for one batch")
-    request_timeout_s: float = Field(60.0, gt=0, description="openai: timeout of one HTTP request")
+    rules: RulesConfig = Field(default_factory=RulesConfig, description="the rules explainer's options")
+    vlm: LocalModelConfig = Field(default_factory=LocalModelConfig, description="the vlm explainer's options")
+    llm: LocalModelConfig = Field(default_factory=LocalModelConfig, description="the llm explainer's options")
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="the openai explainer's options")
+
+    def section(self, name: str | None = None) -> BaseModel | None:
+        """The options section of explainer ``name`` (default: the chosen one); None when it has none."""
+        key = name or self.name
+        value = getattr(self, key) if key in type(self).model_fields else None
+        return value if isinstance(value, BaseModel) else None
+
+    def explainer_params(self) -> dict[str, Any]:
+        """The chosen explainer's keyword parameters: its section, as the explainer's signature names them."""
+        section = self.section()
+        return section.model_dump() if section is not None else {}

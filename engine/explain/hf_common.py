@@ -13,7 +13,7 @@ import gc
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,38 +24,7 @@ from engine.types import Evidence, Explanation
 
 log = logging.getLogger(__name__)
 
-# Keys the engine may pass to any explainer (ExplainConfig fields); an explainer ignores the ones
-# that do not apply while they are empty, and refuses them when set (a user mistake).
-COMMON_PARAMS = frozenset(
-    {
-        "model",
-        "adapter",
-        "endpoint",
-        "device",
-        "dtype",
-        "max_new_tokens",
-        "language",
-        "timeout_s",
-        "retries",
-        "api_key_env",
-        "temperature",
-        "concurrency",
-        "threads",
-    }
-)
 DTYPES = ("auto", "bfloat16", "float16", "float32", "bf16", "fp16", "fp32")
-
-
-def check_unused(explainer: str, unused: Mapping[str, Any]) -> None:
-    """Accept the other explainers' options (one config section builds any explainer); refuse unknown keys.
-
-    An option meant for another explainer is ignored, with a log line when it carries a value.
-    """
-    for key, value in unused.items():
-        if key not in COMMON_PARAMS:
-            raise TypeError(f"{explainer} explainer got an unexpected parameter {key!r}")
-        if key in ("model", "adapter", "endpoint") and value:
-            log.info("%s explainer ignores %s (it applies to other explainers)", explainer, key)
 
 
 def check_model_folder(path: str, explainer: str, need: Sequence[str] = ()) -> Path:
@@ -123,7 +92,8 @@ def resolve_device(device: str) -> Any:
         ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(
-            f"explainer device {device!r} asked for but CUDA is not available; use --set explain.device=cpu"
+            f"explainer device {device!r} asked for but CUDA is not available; "
+            "use --set explain.vlm.device=cpu (explain.llm.device for llm)"
         )
     return dev
 
@@ -206,9 +176,7 @@ class LocalExplainer:
         language: str = "en",
         temperature: float = 0.0,
         threads: int = 0,
-        **unused: Any,
     ) -> None:
-        check_unused(self.kind, unused)
         self.folder = check_model_folder(model, self.kind, need=self.need)
         self.adapter = check_adapter_folder(adapter, self.kind)
         if max_new_tokens < 1:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
-from engine.explain.hf_common import check_unused, to_explanation
+from engine.explain.hf_common import to_explanation
 from engine.explain.prompts import check_language, vlm_prompt
 from engine.types import Evidence, Explanation
 
@@ -120,9 +120,7 @@ class OpenAIExplainer:
         backoff_s: float = 0.5,
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 4,
-        **unused: Any,
     ) -> None:
-        check_unused("openai", unused)
         if not endpoint:
             raise UserError("the openai explainer needs the server URL: pass --endpoint http://HOST:PORT/v1")
         if timeout_s <= 0 or retries < 0 or max_new_tokens < 1 or concurrency < 1:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -286,9 +285,8 @@ class RulesExplainer:
     the strongest region's motion that a motion must reach. ``noise_k``: multiple of the 25th
     percentile of region mean magnitudes (the background level) that a motion must reach.
     ``max_regions``: how many moving regions the text lists. ``remove_median``: subtract the median
-    region motion first (needs at least ``MIN_REGIONS_FOR_MEDIAN`` regions). Other explainers'
-    options (``model``, ``adapter``, ``endpoint``, ...) are accepted and ignored, so one config
-    section builds any explainer.
+    region motion first (needs at least ``MIN_REGIONS_FOR_MEDIAN`` regions). Configured in
+    ``[explain.rules]``.
     """
 
     name = "rules"
@@ -300,7 +298,6 @@ class RulesExplainer:
         noise_k: float = 1.5,
         max_regions: int = 6,
         remove_median: bool = True,
-        **_other_explainers_options: Any,
     ) -> None:
         if floor_px <= 0 or not 0 <= rel_to_peak < 1 or noise_k < 0 or max_regions < 1:
             raise ValueError(

@@ -22,12 +22,10 @@ from typing import Any
 import numpy as np
 
 from engine.explain.hf_common import (
-    COMMON_PARAMS,
     DTYPES,
     LocalExplainer,
     check_adapter_folder,
     check_model_folder,
-    check_unused,
     explainer_name,
     load_adapter,
     load_failure,
@@ -41,13 +39,11 @@ from engine.types import Evidence
 
 # The shared helpers moved to engine.explain.hf_common; re-exported here for existing importers.
 __all__ = [
-    "COMMON_PARAMS",
     "DTYPES",
     "VLMExplainer",
     "bgr_to_pil",
     "check_adapter_folder",
     "check_model_folder",
-    "check_unused",
     "explainer_name",
     "load_adapter",
     "load_failure",

@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import UnknownNameError
 from engine.events import (
     DROP_REASONS,
     EventSink,
@@ -498,45 +497,16 @@ class ProcessExplainer:
             proc.join(timeout=5.0)
 
 
-_MODEL_OPTIONS = (
-    "device",
-    "dtype",
-    "max_new_tokens",
-    "language",
-    "temperature",
-    "threads",
-    "retries",
-    "api_key_env",
-    "concurrency",
-)
-
-
-def explainer_params(cfg: ExplainConfig) -> dict[str, Any]:
-    """The explainer's keyword options from the config.
-
-    ``model``, ``adapter`` and ``endpoint`` when set, the model options (every explainer but
-    ``rules`` takes them; ``rules`` ignores them), and ``request_timeout_s`` as ``timeout_s``.
-    """
-    if cfg.name == "rules":
-        return {}
-    options = {"model": cfg.model, "adapter": cfg.adapter, "endpoint": cfg.endpoint}
-    params: dict[str, Any] = {k: v for k, v in options.items() if v}
-    params.update({k: getattr(cfg, k) for k in _MODEL_OPTIONS})
-    params["timeout_s"] = cfg.request_timeout_s
-    return params
-
-
 def build_explainer(cfg: ExplainConfig, **params: Any) -> Explainer:
     """The configured explainer: built here (``mode = "thread"``) or in a child process (``"process"``).
 
-    ``params`` add to or override `explainer_params`. An unknown name raises `UnknownNameError`.
+    The explainer takes its own section of ``cfg`` (``[explain.rules]``, ``[explain.vlm]``, ...);
+    ``params`` add to or override it. An unknown name raises `UnknownNameError`.
     """
     from engine.explain import EXPLAINERS, create
 
-    kwargs = {**explainer_params(cfg), **params}
+    kwargs = {**cfg.explainer_params(), **params}
     if cfg.mode == "process":
-        if cfg.name not in EXPLAINERS:  # fail here, not in the child; without importing a heavy module
-            names = ", ".join(EXPLAINERS.names())
-            raise UnknownNameError(f"unknown explainer {cfg.name!r}; choose one of: {names}")
+        EXPLAINERS.resolve_name(cfg.name)  # fail here, not in the child; without importing a heavy module
         return ProcessExplainer(cfg.name, kwargs, timeout_s=cfg.timeout_s)
     return create(cfg.name, **kwargs)

@@ -5,11 +5,10 @@ This is what the pipeline's flow worker calls once per candidate.
 
 from __future__ import annotations
 
-from engine.face.regions import NOSE_TIP
 from engine.flow.base import FlowBackend
-from engine.flow.config import FusionConfig
-from engine.fusion.calibrated import calibrated_map
-from engine.fusion.mellm_map import encode_png, mellm_map
+from engine.fusion.config import FusionConfig
+from engine.fusion.mellm_map import encode_png
+from engine.fusion.recipes import RECIPES
 from engine.fusion.region_stats import region_stats
 from engine.types import Candidate, Evidence
 
@@ -26,13 +25,9 @@ def build_evidence(candidate: Candidate, backend: FlowBackend, fusion_cfg: Fusio
             f"candidate {candidate.candidate_id}: expected onset and apex crops of one shape, "
             f"got {onset.crop.shape} and {apex.crop.shape}"
         )
+    fuse = RECIPES.create(fusion_cfg.recipe, **fusion_cfg.recipe_params())
     flow = backend.compute(onset.crop, apex.crop)
-    if fusion_cfg.recipe == "calibrated":
-        fused, flow_nh = calibrated_map(
-            onset.crop, flow, onset.crop_landmarks, fusion_cfg.px_full_scale, fusion_cfg.legend
-        )
-    else:
-        fused, flow_nh = mellm_map(onset.crop, flow, onset.crop_landmarks[NOSE_TIP], fusion_cfg.nose_window)
+    fused, flow_nh = fuse(onset.crop, flow, onset.crop_landmarks)
     regions = region_stats(
         flow_nh,
         onset.crop_landmarks,

@@ -16,7 +16,8 @@ from typing import Protocol
 import numpy as np
 
 from engine.flow.base import FlowBackend
-from engine.flow.config import FlowConfig, FusionConfig
+from engine.flow.config import FlowConfig
+from engine.fusion.config import FusionConfig
 from engine.fusion.evidence import build_evidence
 from engine.types import Candidate, Evidence
 
