@@ -121,6 +121,8 @@ class Pipeline:
             "candidates": self.counters.candidates,
             "worker": ws,
             "publish": self.sink.stats().to_json() if hasattr(self.sink, "stats") else {},
+            # candidates dropped per suppressor (spotting/suppress.py) and kept
+            "spotting": self.spotter.stats() if hasattr(self.spotter, "stats") else {},
         }
 
     def _status_loop(self) -> None:
