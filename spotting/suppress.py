@@ -16,8 +16,9 @@ its own rolling baseline, and says per frame whether that motion is going on:
 
 `Suppression` keeps the flags of the recent frames; when the spotter has judged a candidate, it is
 dropped if a suppressor that covers its leading region was active around it (``pad_s`` either side):
-blink and gaze cover the eyelids, brows and cheeks, speech only the mouth and chin (a brow movement
-while talking is still reported), head every region. Each drop is counted by suppressor name
+blink and head cover every region (a blink moves the eye corners the head-motion fit leans on, so its
+error reaches the chin), gaze the eyelids and brows, speech only the mouth and chin (a brow movement
+while talking is still reported). Each drop is counted by suppressor name
 (`Suppression.stats`, reported in the engine's ``status``), and the dropped intervals are kept with
 the suppressor's name in ``vetoed`` (drawn by ``python -m spotting.plot``).
 
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.face.regions import NOSE_TIP, base_of
+from engine.face.regions import NOSE_TIP, REGION_BASES, base_of
 from engine.types import Candidate, FaceObservation
 from spotting.signals import RollingStats, eye_apertures, frames_for
 
@@ -44,23 +45,13 @@ if TYPE_CHECKING:
 
 SUPPRESSORS: tuple[str, ...] = ("blink", "speech", "head", "gaze")
 # The region bases (engine.face.regions.REGION_BASES) each suppressor may silence.
+ALL_BASES: frozenset[str] = frozenset(REGION_BASES)
+# The region bases (engine.face.regions.REGION_BASES) each suppressor may silence: a blink moves the eye
+# corners the head-motion fit leans on, so its error reaches every region (the chin most of all).
 COVERS: dict[str, frozenset[str]] = {
-    "blink": frozenset({"eyelid_upper", "eyelid_lower", "brow_inner", "brow_outer", "cheek"}),
+    "blink": ALL_BASES,
     "speech": frozenset({"mouth_corner", "lip_upper", "lip_lower", "chin"}),
-    "head": frozenset(
-        {
-            "brow_inner",
-            "brow_outer",
-            "eyelid_upper",
-            "eyelid_lower",
-            "nose_wing",
-            "mouth_corner",
-            "lip_upper",
-            "lip_lower",
-            "chin",
-            "cheek",
-        }
-    ),
+    "head": ALL_BASES,
     "gaze": frozenset({"eyelid_upper", "eyelid_lower", "brow_inner", "brow_outer"}),
 }
 EYE_OUTER_R, EYE_OUTER_L, LIP_INNER_UP, LIP_INNER_LOW = 33, 263, 13, 14
