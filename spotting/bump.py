@@ -216,7 +216,8 @@ class RegionBumpSpotter(RegionSpotterBase):
         """The next observation (checked); returns candidates whose interval closed (``k`` frames late)."""
         sig, points, eyes, blink = self._observe(obs)
         self._eye_stats.push(eyes)
-        self.suppression.observe(obs.index, FaceCues.of(obs))  # suppression
+        if self.cfg.suppress.enabled:  # suppression: off by default, then it costs nothing
+            self.suppression.observe(obs.index, FaceCues.of(obs))
         out: list[Candidate] = []
         if len(self._signals) == self._signals.maxlen:
             ref, ref_points = self._signals[0]
