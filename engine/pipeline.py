@@ -133,6 +133,8 @@ class Pipeline:
             "worker": ws,
             "publish": self.sink.stats().to_json() if hasattr(self.sink, "stats") else {},
             **({"clips": dataclasses.asdict(self.clips.stats())} if self.clips is not None else {}),
+            # candidates dropped per suppressor (spotting/suppress.py) and kept
+            "spotting": self.spotter.stats() if hasattr(self.spotter, "stats") else {},
         }
 
     def _status_loop(self) -> None:

@@ -37,9 +37,15 @@ assert set(b for g in GROUPS.values() for b in g) == set(REGION_BASES)
 
 
 def plot_run(
-    out: str | Path, run: ScoredRun, fps: float, truth: Sequence[tuple[int, int]] = (), title: str = ""
+    out: str | Path,
+    run: ScoredRun,
+    fps: float,
+    truth: Sequence[tuple[int, int]] = (),
+    title: str = "",
+    suppressed: Sequence[tuple[int, int, str]] = (),
 ) -> Path:
-    """Draw ``run`` (made with ``keep_scores=True``) to ``out`` (PNG); ``truth`` as (onset, offset) frames.
+    """Draw ``run`` (made with ``keep_scores=True``) to ``out`` (PNG); ``truth`` as (onset, offset) frames,
+    ``suppressed`` as (onset, offset, suppressor name): the candidates a suppressor dropped (grey, named).
 
     >>> plot_run("/tmp/p.png", run, 30.0, truth=[(40, 52)])  # doctest: +SKIP
     """
@@ -69,12 +75,17 @@ def plot_run(
             colour = "tab:orange" if c.kind == "micro" else "tab:purple"
             ax.axvspan(c.onset.frame / fps, c.offset.frame / fps, color=colour, alpha=0.25)
         top = float(np.nanmax(z[:, idx])) if len(idx) else 1.0
+        for on, off, why in suppressed:
+            ax.axvspan(on / fps, off / fps, color="tab:grey", alpha=0.2, hatch="//")
+            ax.text(on / fps, top, why, fontsize=6, color="dimgrey", va="top")
         for on, off in truth:
             ax.plot([on / fps, off / fps], [top * 1.05] * 2, color="tab:green", lw=4, solid_capstyle="butt")
         ax.set_ylabel(group)
         ax.legend(loc="upper right", fontsize=6, ncol=4)
     axes[-1].set_xlabel("time (s)")
-    fig.suptitle(title or "spotting scores (shaded: detections, green: ground truth)")
+    fig.suptitle(
+        title or "spotting scores (shaded: detections, hatched grey: suppressed, named; green: ground truth)"
+    )
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=90)

@@ -113,10 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         # Seconds at the rate the face frames came at (a variable-rate .mov states another).
-        plot_run(args.out, run, float(getattr(spotter, "fps", fps)), truth, title=args.video.name)
+        suppression = getattr(spotter, "suppression", None)
+        suppressed = list(suppression.vetoed) if suppression is not None else []
+        plot_run(args.out, run, float(getattr(spotter, "fps", fps)), truth, args.video.name, suppressed)
     except OSError as exc:
         raise UserError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
-    print(f"{args.out}: {len(run.candidates)} detections, {run.frames} frames")
+    stats = spotter.stats() if hasattr(spotter, "stats") else {}
+    print(f"{args.out}: {len(run.candidates)} detections, {run.frames} frames; suppression {stats}")
     return 0
 
 

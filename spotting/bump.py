@@ -72,6 +72,7 @@ from engine.types import Candidate, FaceObservation
 from spotting.common import FlowFn, RegionSpotterBase
 from spotting.config import SpottingConfig
 from spotting.signals import EYELID_MASK, RegionMotion, frames_for
+from spotting.suppress import FaceCues, Suppression
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +177,19 @@ class RegionBumpSpotter(RegionSpotterBase):
         self._max_len = frames_for(cfg.max_duration_s, fps)
         # Scored frames kept for delineation: the longest interval plus the bump's side lobes.
         self._history: deque[_Scored] = deque(maxlen=self._max_len + 4 * self.k + 2 * self.hold + 4)
+        # -- suppression (spotting/suppress.py): rebuilt at the measured rate, its counters kept
+        old = getattr(self, "suppression", None)
+        self.suppression = Suppression(cfg.suppress, fps)
+        if old is not None:
+            self.suppression.counts, self.suppression.kept = old.counts, old.kept
 
     # -- the Spotter protocol ---------------------------------------------------------------
     def _update(self, obs: FaceObservation) -> list[Candidate]:
         """The next observation (checked); returns candidates whose interval closed (``k`` frames late)."""
         sig, points, eyes, blink = self._observe(obs)
         self._eye_stats.push(eyes)
+        if self.cfg.suppress.enabled:  # suppression: off by default, then it costs nothing
+            self.suppression.observe(obs.index, FaceCues.of(obs))
         out: list[Candidate] = []
         if len(self._signals) == self._signals.maxlen:
             ref, ref_points = self._signals[0]
@@ -199,6 +207,7 @@ class RegionBumpSpotter(RegionSpotterBase):
         self._steps.clear()
         self._history.clear()
         self._mouth_hits.clear()
+        self.suppression.clear()  # suppression
         self._open_at = None
         self._below = 0
         self.region_thresholds = None
@@ -250,6 +259,10 @@ class RegionBumpSpotter(RegionSpotterBase):
             cand = self._judge()
             return [cand] if cand is not None else []
         return []
+
+    def stats(self) -> dict[str, int]:
+        """Candidates dropped per suppressor (``suppressed_blink``, ...) and kept, since the start."""
+        return self.suppression.stats()
 
     def _thresholds(self, speech: bool) -> np.ndarray:
         """The regions' thresholds (R,) float32 on a frame: the mouth's ``speech_gain`` higher in speech."""
@@ -313,6 +326,11 @@ class RegionBumpSpotter(RegionSpotterBase):
                     off_i = min(len(frames) - 1, off_i + self._extend_off)
                     o, ap, e = frames[on_i], frames[apex_i], frames[off_i]
                     cand = self._candidate(o, ap, e, float(z_all[t_peak, r_peak]), names)
+                    # -- suppression: a blink, speech, head movement or gaze shift explains it
+                    why = self.suppression.veto(cand)
+                    if why is not None:
+                        log.debug("candidate frames %s-%s suppressed: %s", o.index, e.index, why)
+                        return None
                     log.debug("candidate %s frames %s-%s-%s", cand.kind, o.index, ap.index, e.index)
                     return cand
             # Too short or a side lobe: the next strongest movement of the interval, away from this one.

@@ -12,6 +12,53 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+# -- suppression of a calm face's own motion (spotting/suppress.py) ------------------------------------
+class SuppressConfig(BaseModel):
+    """``[spotting.suppress]``: the named suppressors that drop a judged candidate when a blink, speech,
+    a head movement or a gaze shift explains it (`spotting.suppress`)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    enabled: bool = Field(
+        False,
+        description="drop candidates the suppressors explain; off by default: on the calm videos and the "
+        "injection benchmark they drop injected events about as often as the face's own movements "
+        "(configs/calm-interview.toml turns them on)",
+    )
+    use: list[Literal["blink", "speech", "head", "gaze"]] = Field(
+        default_factory=lambda: ["blink", "speech", "head", "gaze"], description="the suppressors in use"
+    )
+    pad_s: float = Field(
+        0.12, ge=0, description="a suppressor active this long before onset or after offset counts"
+    )
+    history_s: float = Field(8.0, gt=0, description="per-frame suppressor states kept for judging")
+    baseline_s: float = Field(3.0, gt=0, description="rolling baseline of the blink signals")
+    blink_rise: float = Field(
+        0.25, gt=0, le=1, description="blink: min(eyeBlinkLeft, eyeBlinkRight) this far above its median"
+    )
+    blink_ratio: float = Field(
+        0.75, gt=0, lt=1, description="blink: both lid apertures under this fraction of their median"
+    )
+    speech_window_s: float = Field(1.0, gt=0, description="speech: mouth opening watched over this window")
+    speech_swing: float = Field(
+        0.05,
+        gt=0,
+        description="speech: a swing of the mouth opening (inner-lip gap / eye distance + jawOpen)",
+    )
+    speech_swings: int = Field(2, ge=1, description="speech: this many swings in the window = talking")
+    head_lag_s: float = Field(0.25, gt=0, description="head and gaze: change measured over this time")
+    head_scale: float = Field(0.03, gt=0, description="head: change of log face scale (toward the camera)")
+    head_roll_deg: float = Field(1.5, gt=0, description="head: change of in-plane rotation, degrees")
+    head_shift: float = Field(0.03, gt=0, description="head: shift of the face centre, in face widths")
+    head_turn: float = Field(
+        0.04, gt=0, description="head: change of yaw / pitch (nose tip vs eyes), eye distances"
+    )
+    gaze_change: float = Field(0.3, gt=0, description="gaze: change of the eyeLook* gaze (h or v)")
+
+
+# -- end of suppression ------------------------------------------------------------------------------
+
+
 class BumpConfig(BaseModel):
     """``region-bump``: the per-region bump of residual motion against frames ``t ± lag``."""
 
@@ -157,6 +204,10 @@ class SpottingConfig(BaseModel):
         description="while talking, mouth regions cannot open an interval and need this times the threshold",
     )
     bump: BumpConfig = Field(default_factory=BumpConfig, description="the region-bump spotter's settings")
+    suppress: SuppressConfig = Field(
+        default_factory=SuppressConfig,
+        description="region-bump: blink / speech / head / gaze suppressors ([spotting.suppress])",
+    )
 
     @model_validator(mode="after")
     def _check_durations(self) -> SpottingConfig:
