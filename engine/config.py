@@ -21,9 +21,8 @@ from engine.explain.config import ExplainConfig
 from engine.face.config import FaceConfig
 from engine.flow.config import FlowConfig
 from engine.fusion.config import FusionConfig
-from engine.publish.config import PublishConfig
+from engine.publish.config import ClipsConfig, PublishConfig
 from engine.sources.config import DemoConfig, SourceConfig
-from exporters.config import ClipsConfig
 from spotting.config import SpottingConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

@@ -37,7 +37,7 @@ class CandidateWorker(Protocol):
 
 
 class ClipSink(Protocol):
-    """The optional event-clip recorder (`exporters.clips.ClipRecorder`), fed on the video thread."""
+    """The optional event-clip recorder (`engine.publish.clips.ClipRecorder`), fed on the video thread."""
 
     def push(self, frame: Frame, obs: FaceObservation | None) -> None: ...
 
@@ -241,7 +241,7 @@ def _build(
     fps = cfg.source.fps or source.fps or 30.0
     clips = None  # optional event clips; made before the tracker so a bad folder fails fast
     if cfg.clips.enabled:
-        from exporters.clips import ClipRecorder
+        from engine.publish.clips import ClipRecorder
 
         cc = cfg.clips
         clips = ClipRecorder(

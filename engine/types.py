@@ -62,7 +62,7 @@ class Candidate:
 
     ``onset_face`` and ``apex_face`` carry the aligned crops and crop landmarks of the onset and
     apex frames, so later stages never go back to the source. ``clip`` is the path of the event
-    clip (exporters/clips) when clips are enabled, else empty.
+    clip (engine/publish/clips.py) when clips are enabled, else empty.
     """
 
     candidate_id: str

@@ -1,4 +1,4 @@
-"""Event clips (exporters/clips.py) on the real demo stream tracked by real MediaPipe.
+"""Event clips (engine/publish/clips.py) on the real demo stream tracked by real MediaPipe.
 
 The candidates are the demo's injected ground-truth intervals with the tracked observations of
 their onset and apex frames, so the clip's expected span is known exactly.
@@ -22,11 +22,11 @@ from engine.face.mediapipe_tracker import MediaPipeTracker, create_landmarker
 from engine.face.regions import NOSE_TIP
 from engine.flow.opencv_backends import DISFlow
 from engine.fusion.mellm_map import mellm_map
+from engine.publish.clips import ClipRecorder
 from engine.retention import DAY_S, prune
 from engine.sources.config import DemoConfig
 from engine.sources.demo import DemoSource
 from engine.types import Candidate, FaceObservation, Frame, TimePoint
-from exporters.clips import ClipRecorder
 from tests.helpers import free_port, read_journal, run_cli
 
 FPS = 30.0

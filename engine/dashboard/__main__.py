@@ -22,7 +22,7 @@ from pathlib import Path
 
 from engine.dashboard.auth import TOKEN_ENV
 from engine.errors import UserError
-from exporters.config import ClipsConfig
+from engine.publish.config import ClipsConfig
 
 log = logging.getLogger("engine.dashboard")
 
