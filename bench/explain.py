@@ -142,7 +142,7 @@ def synthetic_candidate(i: int, size: int = 256) -> Candidate:
     import cv2
 
     from engine.face.align import canonical_template
-    from engine.face.regions import REGIONS
+    from engine.regions import REGIONS
     from engine.types import FaceObservation, TimePoint
 
     rng = np.random.default_rng(i)

@@ -277,8 +277,8 @@ def natural_bumps(
     """The region-bump signal of the untouched video: |bump| (N, R) float32 in signal pixels per frame
     and region (lag ``bump.lag_s``, head motion removed as the spotter does); NaN where a frame
     ``lag`` before or after has no face."""
-    from engine.face.regions import REGION_NAMES
     from engine.flow import for_spotting
+    from engine.regions import REGION_NAMES
     from spotting.signals import RegionMotion, frames_for
 
     motion = RegionMotion.from_config(spot_cfg, for_spotting(spot_cfg.flow, spot_cfg.flow_params))
@@ -374,7 +374,7 @@ def time_only(
     >>> time_only([(0, 0), (1, 1)], [("lip_lower_R",), ("brow_inner_L", "chin_R")], [(4,), (1, 4)])
     1
     """
-    from engine.face.regions import base_of
+    from engine.regions import base_of
     from evaluation.inject import moved_bases
 
     return sum(1 for di, gi in pairs if not {base_of(r) for r in regions[di]} & moved_bases(aus[gi]))

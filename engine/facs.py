@@ -77,7 +77,7 @@ class RegionMove:
     """One region's motion under an AU, in face axes: ``outward`` (away from the face's midline,
     negative = toward it) and ``up`` (toward the forehead); ``gain`` scales the AU's amplitude."""
 
-    region: str  # region base name of `engine.face.regions`, e.g. "mouth_corner"
+    region: str  # region base name of `engine.regions`, e.g. "mouth_corner"
     outward: float
     up: float
     gain: float = 1.0

@@ -2,7 +2,7 @@
 
 A micro-expression moves the skin by a pixel or two for 0.04-0.5 s. This module makes such
 movements on demand: each action unit moves the mesh regions `engine.facs.AU_MOVES` says it moves
-(region names from `engine.face.regions`, subject's own sides) in the direction FACS gives, as a
+(region names from `engine.regions`, subject's own sides) in the direction FACS gives, as a
 smooth displacement field (a sum of Gaussian bumps anchored on the region's landmarks, sigma scaled
 to the face) times an onset-apex-offset profile. Frames are warped with ``cv2.remap`` using the
 backward map ``src(p) = p - w * d(p)``, so texture at ``q`` moves to about ``q + w * d(q)`` (exact to
@@ -32,8 +32,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from engine.face.regions import EYE_L, EYE_R, REGIONS, RIGID_POINTS, face_width
 from engine.facs import AU_MOVES, BLINK_AU, DISPLAYS, SUPPORTED_AUS, megc_class
+from engine.regions import EYE_L, EYE_R, REGIONS, RIGID_POINTS, face_width
 from engine.types import Side, TimePoint
 
 # Amplitudes are given for a face this wide (pixels between the face-contour points 234 and 454).
@@ -49,7 +49,7 @@ RIGID_SIGMA_FRAC = 0.025
 _UPPER_TRAVEL = 0.75  # in a blink the upper lid covers 3/4 of the opening, the lower lid rises 1/4
 
 # The subject's lateral axis runs from the right eye's outer corner to the left eye's (image left
-# to image right on a non-mirrored frame); the face width is `engine.face.regions.face_width`.
+# to image right on a non-mirrored frame); the face width is `engine.regions.face_width`.
 _EYE_OUTER_R, _EYE_OUTER_L = 33, 263
 
 

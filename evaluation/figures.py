@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.face.regions import REGION_BASES, REGION_NAMES, base_of
+from engine.regions import REGION_BASES, REGION_NAMES, base_of
 from engine.types import Candidate
 
 

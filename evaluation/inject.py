@@ -16,14 +16,14 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from engine.face.regions import REGION_NAMES, REGIONS
 from engine.facs import AU_MOVES, BLINK_AU
+from engine.regions import REGION_NAMES, REGIONS
 from engine.synth import InjectedEvent, apply, displacement_field, profile
 from spotting.signals import EYELID_BASES
 
 
 def moved_bases(aus: Iterable[int]) -> frozenset[str]:
-    """The region base names (`engine.face.regions.REGION_BASES`) that the injected action units
+    """The region base names (`engine.regions.REGION_BASES`) that the injected action units
     ``aus`` move: `engine.facs.AU_MOVES`, and both eyelids for a blink."""
     out = {m.region for au in aus for m in AU_MOVES.get(int(au), ())}
     if any(int(au) == BLINK_AU for au in aus):

@@ -67,7 +67,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.face.regions import REGION_BASES, REGION_NAMES, base_of
+from engine.regions import REGION_BASES, REGION_NAMES, base_of
 from engine.types import Candidate, FaceObservation
 from spotting.common import FlowFn, RegionSpotterBase
 from spotting.config import SpottingConfig

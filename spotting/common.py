@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.face.regions import REGION_NAMES
+from engine.regions import REGION_NAMES
 from engine.types import Candidate, FaceObservation, TimePoint
 from spotting.config import SpottingConfig
 from spotting.signals import (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS, RIGID_POINTS, base_of
+from engine.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS, RIGID_POINTS, base_of
 from engine.timing import sane_fps
 
 if TYPE_CHECKING:

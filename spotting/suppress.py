@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.face.regions import NOSE_TIP, REGION_BASES, base_of
+from engine.regions import NOSE_TIP, REGION_BASES, base_of
 from engine.types import Candidate, FaceObservation
 from spotting.signals import RollingStats, eye_apertures, frames_for
 
@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     from spotting.config import SuppressConfig
 
 SUPPRESSORS: tuple[str, ...] = ("blink", "speech", "head", "gaze")
-# The region bases (engine.face.regions.REGION_BASES) each suppressor may silence.
+# The region bases (engine.regions.REGION_BASES) each suppressor may silence.
 ALL_BASES: frozenset[str] = frozenset(REGION_BASES)
-# The region bases (engine.face.regions.REGION_BASES) each suppressor may silence: a blink moves the eye
+# The region bases (engine.regions.REGION_BASES) each suppressor may silence: a blink moves the eye
 # corners the head-motion fit leans on, so its error reaches every region (the chin most of all).
 COVERS: dict[str, frozenset[str]] = {
     "blink": ALL_BASES,

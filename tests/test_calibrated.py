@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from engine.face.align import canonical_template
-from engine.face.regions import RIGID_POINTS
 from engine.fusion.calibrated import calibrated_colours, calibrated_map, head_motion_field, legend_strip
 from engine.fusion.mellm_map import direction_colour, hsv_table, mellm_map
+from engine.regions import RIGID_POINTS
 
 S = 128
 

@@ -19,10 +19,10 @@ import pytest
 
 from engine.face.config import FaceConfig
 from engine.face.mediapipe_tracker import MediaPipeTracker, create_landmarker
-from engine.face.regions import NOSE_TIP
 from engine.flow.opencv_backends import DISFlow
 from engine.fusion.mellm_map import mellm_map
 from engine.publish.clips import ClipRecorder
+from engine.regions import NOSE_TIP
 from engine.retention import DAY_S, prune
 from engine.sources.config import DemoConfig
 from engine.sources.demo import DemoSource

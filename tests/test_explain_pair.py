@@ -16,7 +16,7 @@ import pytest
 
 from engine.errors import UserError
 from engine.explain_pair import analyze_pair
-from engine.face.regions import REGIONS
+from engine.regions import REGIONS
 from tests.conftest import shared_path
 from tests.tiny_models import scripted_vlm  # noqa: F401
 

@@ -17,7 +17,7 @@ from engine.face.align import align_face, canonical_template, fit_similarity, tr
 from engine.face.data import make_template
 from engine.face.mediapipe_tracker import MediaPipeTracker
 from engine.face.model import resolve_face_model
-from engine.face.regions import NOSE_TIP
+from engine.regions import NOSE_TIP
 from engine.types import FaceObservation, Frame
 from tests.conftest import shared_path
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import skimage.data
 
-from engine.face.regions import NOSE_TIP, REGIONS
 from engine.flow import create
 from engine.fusion import build_evidence, direction_colour, encode_png, mellm_map, region_masks, region_stats
 from engine.fusion.config import FusionConfig
 from engine.fusion.mellm_map import flow_to_bgr, hsv_table, remove_head_motion
 from engine.fusion.region_stats import stat_of
+from engine.regions import NOSE_TIP, REGIONS
 from engine.types import Candidate, FaceObservation, TimePoint
 
 # The published colour of each of the 8 directions (0 = right, 90 = down, 270 = up): hue = the

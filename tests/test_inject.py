@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine import facs, synth
-from engine.face.regions import REGION_NAMES, REGIONS, RIGID_POINTS
+from engine.regions import REGION_NAMES, REGIONS, RIGID_POINTS
 from engine.sources.demo import DemoSource
 from evaluation import inject
 

@@ -10,7 +10,7 @@ import pytest
 
 from engine.face import FaceConfig, create_tracker
 from engine.face.align import canonical_template
-from engine.face.regions import (
+from engine.regions import (
     EYE_L,
     EYE_R,
     NOSE_TIP,

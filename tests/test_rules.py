@@ -21,9 +21,9 @@ from engine.errors import UserError
 from engine.explain import create
 from engine.explain.config import ExplainConfig
 from engine.explain.rules import RulesExplainer, direction_words, to_motion
-from engine.face.regions import REGIONS, side_of
 from engine.facs import AU_NAMES, classify, megc_class
 from engine.fusion.region_stats import region_stats
+from engine.regions import REGIONS, side_of
 from engine.types import Candidate, Evidence, FaceObservation, RegionStat, TimePoint
 from tests.conftest import ROOT, shared_path
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from engine.errors import UnknownNameError, UserError
-from engine.face.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS
+from engine.regions import EYE_L, EYE_R, REGION_NAMES, REGIONS
 from engine.types import Candidate, FaceObservation, Frame
 from spotting import SPOTTERS, create_spotter
 from spotting.bump import RegionBumpSpotter

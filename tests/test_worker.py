@@ -19,7 +19,7 @@ from engine.errors import UnknownNameError
 from engine.explain.config import ExplainConfig
 from engine.explain.rules import RulesExplainer
 from engine.explain.worker import ExplainWorker, ProcessExplainer, build_explainer
-from engine.face.regions import REGION_NAMES
+from engine.regions import REGION_NAMES
 from engine.types import Candidate, Evidence, Explanation, FaceObservation, RegionStat, TimePoint
 from tests.helpers import check_accounting
 

@@ -21,7 +21,7 @@ share of the strongest motion (only what stands out is an AU), and a multiple of
 level (flow noise over the whole face). The percentile, not the median,
 because a full expression (surprise) moves half of the regions.
 
->>> from engine.face.regions import REGION_NAMES
+>>> from engine.regions import REGION_NAMES
 >>> from engine.types import RegionStat
 >>> still = [RegionStat(n, 0.05, 0.1, 0.0, 0.1, 0.0, 0.0) for n in REGION_NAMES if "mouth_corner" not in n]
 >>> up = [RegionStat(f"mouth_corner_{s}", 1.5, 2.0, 0, 0.95, d, -1.2) for s, d in (("L", 0.8), ("R", -0.8))]
@@ -38,8 +38,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.face.regions import base_of, side_of
 from engine.facs import au_name, classify
+from engine.regions import base_of, side_of
 from engine.types import ActionUnit, Evidence, Explanation, RegionStat, Side
 
 SIDES: tuple[str, str] = ("L", "R")

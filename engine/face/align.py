@@ -1,6 +1,6 @@
 """Similarity alignment of a tracked face to a canonical grey crop.
 
-The rigid points of the mesh (`engine.face.regions.RIGID_POINTS`: eye corners, nose bridge,
+The rigid points of the mesh (`engine.regions.RIGID_POINTS`: eye corners, nose bridge,
 forehead midline) are fitted to the same points of MediaPipe's canonical face (package data
 ``data/canonical_face.npy``, built by `engine.face.data.make_template`) by a least-squares
 similarity (rotation, uniform scale, translation; closed-form Umeyama fit). Least squares rather
@@ -20,7 +20,7 @@ from importlib import resources
 import cv2
 import numpy as np
 
-from engine.face.regions import RIGID_POINTS
+from engine.regions import RIGID_POINTS
 
 N_LANDMARKS = 478
 TEMPLATE_FILE = "canonical_face.npy"

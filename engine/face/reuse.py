@@ -36,7 +36,7 @@ import numpy as np
 
 from engine.face.align import align_face, fit_similarity, transform_points
 from engine.face.base import FaceTracker
-from engine.face.regions import RIGID_POINTS, face_width
+from engine.regions import RIGID_POINTS, face_width
 from engine.types import FaceObservation, Frame
 
 # Probe points that move with blinks: upper and lower lid of each eye.

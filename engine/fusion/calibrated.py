@@ -5,7 +5,7 @@ The published recipe (`engine.fusion.mellm_map`) min-max normalises the magnitud
 a nose window (a translation only). This variant changes exactly those two things and adds a key:
 
 1. Head motion: a least-squares similarity (rotation, uniform scale, translation) is fitted to the
-   flow at the rigid landmarks (`engine.face.regions.RIGID_POINTS`: eye corners, nose bridge,
+   flow at the rigid landmarks (`engine.regions.RIGID_POINTS`: eye corners, nose bridge,
    forehead midline), p ↦ p + flow(p), and the flow field of that similarity is subtracted
    everywhere. A head that turns or approaches the camera leaves ~0, not a rotation pattern.
 2. Value = ``min(|flow| / px_full_scale, 1) · 255``: a fixed pixel → brightness scale, so the
@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 
 from engine.face.align import fit_similarity
-from engine.face.regions import RIGID_POINTS
 from engine.fusion.mellm_map import hsv_table, hue_bin
+from engine.regions import RIGID_POINTS
 
 DEFAULT_PX_FULL_SCALE = 3.0
 

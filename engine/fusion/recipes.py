@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.face.regions import NOSE_TIP
+from engine.regions import NOSE_TIP
 from engine.registry import Registry
 
 

@@ -1,4 +1,4 @@
-"""Per-region motion statistics on MediaPipe's 478-point mesh (all regions of ``engine.face.regions``).
+"""Per-region motion statistics on MediaPipe's 478-point mesh (all regions of ``engine.regions``).
 
 Mask of a region: the convex hull of its mesh points, dilated by ``margin`` × face size, where face
 size is the larger side of the bounding box of all landmarks. Hulls, not disks around points,
@@ -18,7 +18,7 @@ Statistics on the flow inside the mask (head motion already removed):
   agreement or no motion.
 
 >>> import numpy as np
->>> from engine.face.regions import REGIONS
+>>> from engine.regions import REGIONS
 >>> pts = np.random.default_rng(0).uniform(40, 90, (478, 2)).astype(np.float32)
 >>> stats = region_stats(np.zeros((128, 128, 2), np.float32), pts, (128, 128))
 >>> len(stats) == len(REGIONS) and all(s.mean_mag == 0 for s in stats)
@@ -30,7 +30,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from engine.face.regions import REGIONS
+from engine.regions import REGIONS
 from engine.types import RegionStat
 
 _STILL_PX = 1e-6

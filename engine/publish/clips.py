@@ -14,7 +14,7 @@ bounded queue: the video thread never waits on encoding. A full queue skips that
 renamed into place, so a reader that sees ``<id>.mp4`` sees a complete file.
 
 Each clip frame is 2S×S: on the left the aligned grey face with the outlines of the regions that
-moved most (``candidate.regions``, hulls of `engine.face.regions.REGIONS` on that frame's crop
+moved most (``candidate.regions``, hulls of `engine.regions.REGIONS` on that frame's crop
 landmarks), the stream time, the phase (onset/apex/offset) and a bar marking the onset→offset span;
 on the right the MELLM fused map of the candidate. Which map: the one published with the candidate
 when the flow worker hands it over with `ClipRecorder.set_map` (the writer waits up to
@@ -65,10 +65,10 @@ import cv2
 import numpy as np
 
 from engine.errors import UserError
-from engine.face.regions import NOSE_TIP, REGIONS
 from engine.flow.base import FlowBackend
 from engine.fusion.mellm_map import mellm_map
 from engine.paths import ensure_writable_dir
+from engine.regions import NOSE_TIP, REGIONS
 from engine.retention import Sweeper
 from engine.threads import WorkerThread
 from engine.types import Candidate, FaceObservation, Frame
