@@ -1,6 +1,6 @@
 """The injection benchmark written out as an ME-VQA task: clip folders, question file, truth file.
 
-    python -m training.mevqa_inject --out DIR [--videos V1.mp4 ...] [--seeds 3] [--first-seed 3]
+    python -m evaluation.mevqa_inject --out DIR [--videos V1.mp4 ...] [--seeds 3] [--first-seed 3]
 
 Real annotated events (`evaluation.annotations.SheetEvents`: duration, apex position, AU combination
 and emotion of one real CASME II / SAMM / CAS(ME)^3 expression, AUs the injector cannot make left
@@ -186,7 +186,7 @@ def build(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.mevqa_inject", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m evaluation.mevqa_inject", description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="folder for frames/, questions.jsonl, truth.jsonl")
     ap.add_argument("--videos", nargs="*", default=[], help="face videos (default: the shared real ones)")
     ap.add_argument("--annotations", default=str(DATA / "annotations"), help="folder of the real sheets")
