@@ -32,7 +32,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.types import Frame
-from training.mevqa import au_phrase, combined_answer, write_jsonl
+from training.mevqa_format import au_phrase, combined_answer, write_jsonl
 
 log = logging.getLogger(__name__)
 

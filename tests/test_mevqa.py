@@ -20,16 +20,8 @@ import pytest
 
 from tests.conftest import ROOT
 from training.build_dataset import FRAME_PATTERNS
-from training.mevqa import (
-    answer_for,
-    au_phrase,
-    class_scores,
-    parse_aus,
-    parse_class,
-    question_kind,
-    score,
-    text_scores,
-)
+from training.mevqa import class_scores, score, text_scores
+from training.mevqa_format import answer_for, au_phrase, parse_aus, parse_class, question_kind
 
 Q_COARSE = "What is the coarse expression class?"
 Q_FINE = "What is the fine-grained expression class?"

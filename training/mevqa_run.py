@@ -11,7 +11,7 @@ For each clip of the question file (one ``image_id``):
 3. evidence through the stream's own stages: the face tracker over onset → offset as one short
    video (`engine.face.create_tracker`), then flow + fusion (`engine.fusion.build_evidence`);
 4. the explainer chosen by name (`engine.explain.create`) explains it, and each question of the
-   clip is answered from that one explanation (`training.mevqa.answer_for`).
+   clip is answered from that one explanation (`training.mevqa_format.answer_for`).
 
 A clip whose frames are missing or hold no face is answered ``unknown`` (counted in the report, and
 wrong when scored), never skipped: the answers file always holds every question.
@@ -35,7 +35,7 @@ import numpy as np
 from engine.errors import UserError
 from engine.types import Candidate, Explanation, FaceObservation, Frame, TimePoint
 from training.build_dataset import FRAME_PATTERNS
-from training.mevqa import answer_for
+from training.mevqa_format import answer_for
 
 log = logging.getLogger(__name__)
 
