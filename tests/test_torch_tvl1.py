@@ -138,6 +138,28 @@ def test_torch_tvl1_when_batched_equals_single_pairs() -> None:
         np.testing.assert_allclose(batch[i], backend.compute(prev, nxt), atol=1e-4)
 
 
+def test_torch_tvl1_when_a_pair_converges_it_leaves_the_batch() -> None:
+    """A still pair stops after its first iteration per warp; the moving pairs go on without it."""
+    still = textured_pair(48, 48, seed=7)[0]
+    moving = [textured_pair(48, 48, seed, 2.0) for seed in (8, 9)]
+    prevs, nexts = [still, *(m[0] for m in moving)], [still, *(m[1] for m in moving)]
+    backend = TorchTVL1(compile=False, nscales=2, warps=2, check_every=1)
+    sizes: list[int] = []
+    iterate = backend._iterate
+
+    def counting(u: torch.Tensor, *args: object) -> tuple:
+        sizes.append(int(u.shape[0]))
+        return iterate(u, *args)
+
+    backend._iterate = counting
+    batch = backend.compute_batch(prevs, nexts)
+    # per level and warp: one call with all three pairs, then the two moving ones (then maybe one)
+    assert sizes.count(3) == 4 and sizes.count(2) >= 4 * 4, sizes
+    for i, (prev, nxt) in enumerate(zip(prevs, nexts, strict=True)):
+        np.testing.assert_allclose(batch[i], backend.compute(prev, nxt), atol=1e-4)
+    assert float(np.abs(batch[0]).max()) < 1e-3
+
+
 def test_torch_tvl1_when_frames_are_equal_gives_zero_flow() -> None:
     prev = textured_pair(40, 40)[0]
     flow = create("torch-tvl1", compile=False, nscales=2, warps=2).compute(prev, prev)

@@ -263,10 +263,10 @@ def make_step(params: TVL1Params, exact_sqrt: bool = False) -> StepFn:
 def make_iterate(params: TVL1Params, exact_sqrt: bool = False) -> IterateFn:
     """``n`` primal-dual iterations in a row (the unit that ``torch.compile`` fuses).
 
-    ``active`` (B×1×1 bool or None) marks the pairs still iterating: an inactive pair keeps its
-    ``u`` and ``p``, and a pair turns inactive once its summed squared change is ``<= scaled_eps``,
-    which is OpenCV's stopping test evaluated without leaving the graph. ``None`` = fixed iterations.
-    Returns ``(u, p, active)``.
+    With ``scaled_eps`` a number, each pair stops at the first of these iterations whose summed
+    squared change of ``u`` is ``<= scaled_eps`` (OpenCV's stopping test; later iterations leave it
+    as it is), and ``running`` (B bool) says which pairs have not stopped. ``scaled_eps=None`` runs
+    all ``n`` iterations (fixed-iteration mode) and ``running`` is None. Returns ``(u, p, running)``.
     """
     step = make_step(params, exact_sqrt)
 
@@ -277,20 +277,21 @@ def make_iterate(params: TVL1Params, exact_sqrt: bool = False) -> IterateFn:
         i1wy: torch.Tensor,
         grad: torch.Tensor,
         rho_c: torch.Tensor,
-        active: torch.Tensor | None,
-        scaled_eps: float,
+        scaled_eps: float | None,
         n: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        running: torch.Tensor | None = None
         for _ in range(n):
             new_u, new_p, change = step(u, p, i1wx, i1wy, grad, rho_c)
-            if active is None:
+            if running is None:
                 u, p = new_u, new_p
-            else:
-                keep = active.unsqueeze(1)
-                u = torch.where(keep, new_u, u)
-                p = torch.where(keep, new_p, p)
-                active = active & (change > scaled_eps).view(-1, 1, 1)
-        return u, p, active
+            else:  # a pair that stopped earlier in this chunk keeps its u and p
+                keep = running.view(-1, 1, 1, 1)
+                u, p = torch.where(keep, new_u, u), torch.where(keep, new_p, p)
+            if scaled_eps is not None:
+                more = change > scaled_eps
+                running = more if running is None else running & more
+        return u, p, running
 
     return iterate
 
@@ -365,9 +366,7 @@ def warp_opencv(i1_stack: torch.Tensor, u: torch.Tensor, interpolation: Interpol
     flag = cv2.INTER_CUBIC if interpolation == "bicubic" else cv2.INTER_LINEAR
     out = np.empty((b, h, w, c), dtype=np.float32)
     for i in range(b):
-        out[i] = cv2.remap(
-            img[i], xs + flow[i, 0], ys + flow[i, 1], flag, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-        ).reshape(h, w, c)
+        cv2.remap(img[i], xs + flow[i, 0], ys + flow[i, 1], flag, dst=out[i], borderMode=cv2.BORDER_CONSTANT)
     return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
@@ -408,14 +407,16 @@ def tvl1(
     lin: LineariseFn = linearise,
     median: MedianFn = median_filter,
     check_every: int = 5,
+    warm_dual: bool = False,
 ) -> torch.Tensor:
     """Flow B×2×H×W from ``i0`` to ``i1`` (B×H×W float, grey levels 0..255).
 
     ``iterate`` is `make_iterate(params)` (default) or its compiled form. With ``fixed_iterations``
     every loop runs to its count (no data-dependent branch: traceable for export); otherwise each
     pair stops on its own when its flow changes by less than ``epsilon`` (RMS, pixels) as in
-    OpenCV, and the loop ends once every pair has stopped, checked every ``check_every``
-    iterations (the result does not depend on ``check_every``, only the wasted work does).
+    OpenCV, tested every ``check_every`` iterations, and leaves the batch (`_converge`).
+    ``warm_dual`` starts each finer level from the coarser level's upsampled dual variables
+    instead of zeros (OpenCV restarts them).
     """
     iterate = iterate if iterate is not None else make_iterate(params)
     b, h, w = (int(d) for d in i0.shape)  # plain ints also while tracing for export
@@ -425,16 +426,20 @@ def tvl1(
         pyr0.append(resize_bilinear(pyr0[-1], (lh, lw), params.scale_step))
         pyr1.append(resize_bilinear(pyr1[-1], (lh, lw), params.scale_step))
     u = torch.zeros((b, 2, *sizes[-1]), dtype=i0.dtype, device=i0.device)
+    p = torch.zeros((b, 4, *sizes[-1]), dtype=i0.dtype, device=i0.device)
     med = params.median_filtering
     inner = params.inner_iterations
     for level in range(len(sizes) - 1, -1, -1):
         lh, lw = sizes[level]
         if u.shape[-2:] != (lh, lw):
             u = resize_bilinear(u, (lh, lw)) * (1.0 / params.scale_step)
+            if warm_dual:
+                p = resize_bilinear(p, (lh, lw))
+            else:
+                p = torch.zeros((b, 4, lh, lw), dtype=i0.dtype, device=i0.device)
         l1 = pyr1[level]
         i1x, i1y = centred_gradient(l1)
-        i1_stack = torch.stack((l1, i1x, i1y), 1)
-        p = torch.zeros((b, 4, lh, lw), dtype=i0.dtype, device=i0.device)
+        i1_stack = torch.stack((l1, i1x, i1y), -1).permute(0, 3, 1, 2)  # channels last, as remap reads it
         scaled_eps = float(params.epsilon * params.epsilon * lh * lw)
         for _ in range(params.warps):
             data = lin(warp(i1_stack, u, params.interpolation), u, pyr0[level])
@@ -443,22 +448,58 @@ def tvl1(
                     if med > 1:
                         u = median(u, med)
                     for done in range(0, inner, check_every):
-                        u, p, _ = iterate(u, p, *data, None, scaled_eps, min(check_every, inner - done))
-                continue
-            active: torch.Tensor | None = torch.ones((b, 1, 1), dtype=torch.bool, device=i0.device)
-            for _ in range(params.outer_iterations):
-                if med > 1:
-                    u = torch.where(active.unsqueeze(1), median(u, med), u)
-                done = 0
-                while done < inner:
-                    n = min(check_every, inner - done)
-                    u, p, active = iterate(u, p, *data, active, scaled_eps, n)
-                    done += n
-                    if not bool(active.any()):
-                        break
-                if not bool(active.any()):
-                    break
+                        u, p, _ = iterate(u, p, *data, None, min(check_every, inner - done))
+            else:
+                u, p = _converge(u, p, data, params, iterate, median, check_every, scaled_eps)
     return u
+
+
+def _converge(
+    u: torch.Tensor,
+    p: torch.Tensor,
+    data: tuple[torch.Tensor, ...],
+    params: TVL1Params,
+    iterate: IterateFn,
+    median: MedianFn,
+    check_every: int,
+    scaled_eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One warp's iterations (OpenCV's outer × inner loops with its stopping rule), each pair of the
+    batch until its own flow stops changing: a finished pair is written back and leaves the batch,
+    so the remaining iterations cost only what the unfinished pairs need."""
+    med, inner = params.median_filtering, params.inner_iterations
+    idx: torch.Tensor | None = None  # batch rows still iterating; None = all of them
+    cu, cp = u, p
+    for _ in range(params.outer_iterations):
+        if med > 1:
+            cu = median(cu, med)
+        done = 0
+        while done < inner:
+            n = min(check_every, inner - done)
+            cu, cp, running = iterate(cu, cp, *data, scaled_eps, n)
+            assert running is not None
+            done += n
+            finished = ~running
+            n_finished = int(finished.sum())
+            if n_finished == 0:
+                continue
+            if n_finished == len(finished):
+                return _write_back(u, p, idx, cu, cp)
+            u, p = _write_back(u, p, idx, cu, cp)
+            keep = torch.nonzero(~finished).flatten()
+            idx = keep if idx is None else idx[keep]
+            cu, cp = cu[keep], cp[keep]
+            data = tuple(d[keep] for d in data)
+    return _write_back(u, p, idx, cu, cp)
+
+
+def _write_back(
+    u: torch.Tensor, p: torch.Tensor, idx: torch.Tensor | None, cu: torch.Tensor, cp: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``u`` and ``p`` with batch rows ``idx`` (all when None) replaced by ``cu`` and ``cp``."""
+    if idx is None:
+        return cu, cp
+    return u.index_copy(0, idx, cu), p.index_copy(0, idx, cp)
 
 
 class TVL1Module(torch.nn.Module):
@@ -522,7 +563,9 @@ class TorchTVL1:
         device: str = "cpu",
         compile: bool = True,
         check_every: int = 5,
+        warm_dual: bool = False,
     ) -> None:
+        self.warm_dual = bool(warm_dual)
         self.params = TVL1Params(
             tau=tau,
             lambda_=lambda_,
@@ -568,6 +611,7 @@ class TorchTVL1:
             lin=self._lin,
             median=self._median,
             check_every=self.check_every,
+            warm_dual=self.warm_dual,
         )
 
     def _run(self, prevs: np.ndarray, nexts: np.ndarray) -> np.ndarray:
