@@ -2,7 +2,7 @@
 
 Accuracy is measured where the truth is known: the Middlebury 2014 motorcycle stereo pair shipped
 with scikit-image (left→right flow = −disparity, 0 vertically) and real face crops from
-../shared/data warped by known smooth fields. torch-tvl1 must stay within 1.1× OpenCV's end-point
+../shared/data warped by known smooth fields. torch-tvl1 must stay within 1.05× OpenCV's end-point
 error on each. Tests run with one torch thread: on a shared 2-core box OpenMP's spinning threads
 slow eager torch down by 10–25× under load.
 """
@@ -35,7 +35,7 @@ from engine.flow.torch_tvl1 import (
 )
 from tests.conftest import shared_path
 
-EPE_RATIO = 1.1
+EPE_RATIO = 1.05
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +88,7 @@ def face_crop(rel: str, frame: int | None, box: tuple[int, int, int], size: int 
 
 
 @pytest.mark.slow
-def test_torch_tvl1_when_middlebury_motorcycle_is_within_1_1_of_opencv() -> None:
+def test_torch_tvl1_when_middlebury_motorcycle_is_within_1_05_of_opencv() -> None:
     skdata = pytest.importorskip("skimage.data")
     left, right, disp = skdata.stereo_motorcycle()
     f = 4  # 741×500 → 185×125, disparities up to ~15 px
@@ -112,7 +112,7 @@ def test_torch_tvl1_when_middlebury_motorcycle_is_within_1_1_of_opencv() -> None
 @pytest.mark.slow
 @pytest.mark.data
 @pytest.mark.parametrize(("face", "amplitude", "seed"), [(0, 1.5, 0), (1, 3.0, 1), (2, 2.0, 2)])
-def test_torch_tvl1_when_real_face_is_warped_is_within_1_1_of_opencv(
+def test_torch_tvl1_when_real_face_is_warped_is_within_1_05_of_opencv(
     face: int, amplitude: float, seed: int
 ) -> None:
     prev = face_crop(*FACES[face])

@@ -59,6 +59,9 @@ from engine.flow.params import check_tvl1_params
 log = logging.getLogger(__name__)
 
 _EPS = float(np.finfo(np.float32).eps)
+# torch-tvl1's stopping tolerance, chosen with bench/flow.py (OpenCV's default is 0.01): far fewer
+# iterations at an end-point error within 5 % of OpenCV's on the bench faces and on Middlebury.
+TORCH_EPSILON = 0.015
 _MIN_LEVEL_SIDE = 16  # OpenCV stops the pyramid before a level narrower than 16 pixels
 
 Interpolation = Literal["bilinear", "bicubic"]
@@ -407,16 +410,14 @@ def tvl1(
     lin: LineariseFn = linearise,
     median: MedianFn = median_filter,
     check_every: int = 5,
-    warm_dual: bool = False,
 ) -> torch.Tensor:
     """Flow B×2×H×W from ``i0`` to ``i1`` (B×H×W float, grey levels 0..255).
 
     ``iterate`` is `make_iterate(params)` (default) or its compiled form. With ``fixed_iterations``
     every loop runs to its count (no data-dependent branch: traceable for export); otherwise each
-    pair stops on its own when its flow changes by less than ``epsilon`` (RMS, pixels) as in
-    OpenCV, tested every ``check_every`` iterations, and leaves the batch (`_converge`).
-    ``warm_dual`` starts each finer level from the coarser level's upsampled dual variables
-    instead of zeros (OpenCV restarts them).
+    pair stops on its own at the first iteration whose flow changes by less than ``epsilon`` (RMS,
+    pixels) as in OpenCV, and leaves the batch at the end of that chunk of ``check_every``
+    iterations (`_converge`; ``check_every`` trades wasted iterations against calls).
     """
     iterate = iterate if iterate is not None else make_iterate(params)
     b, h, w = (int(d) for d in i0.shape)  # plain ints also while tracing for export
@@ -433,10 +434,9 @@ def tvl1(
         lh, lw = sizes[level]
         if u.shape[-2:] != (lh, lw):
             u = resize_bilinear(u, (lh, lw)) * (1.0 / params.scale_step)
-            if warm_dual:
-                p = resize_bilinear(p, (lh, lw))
-            else:
-                p = torch.zeros((b, 4, lh, lw), dtype=i0.dtype, device=i0.device)
+            # the dual restarts from zero at each level as in OpenCV (upsampling it was measured
+            # to cost ~20 % end-point error on the bench faces)
+            p = torch.zeros((b, 4, lh, lw), dtype=i0.dtype, device=i0.device)
         l1 = pyr1[level]
         i1x, i1y = centred_gradient(l1)
         i1_stack = torch.stack((l1, i1x, i1y), -1).permute(0, 3, 1, 2)  # channels last, as remap reads it
@@ -530,9 +530,11 @@ class TVL1Module(torch.nn.Module):
 class TorchTVL1:
     """Flow backend ``torch-tvl1``: OpenCV's Dual TV-L1 in torch, batched, on ``device`` cpu or cuda.
 
-    Parameters as `TVL1Params` (OpenCV's DualTVL1 defaults; the warp is bicubic like OpenCV's
-    ``remap``). ``fixed_iterations=True`` runs every iteration (no early stopping). ``compile``
-    passes the iterations and the warp through ``torch.compile`` (static shapes: the first call
+    Parameters as `TVL1Params` (OpenCV's DualTVL1 defaults but ``epsilon`` = `TORCH_EPSILON`; the
+    warp is bicubic like OpenCV's ``remap``). ``fixed_iterations=True`` runs every iteration (no
+    early stopping); ``check_every`` is the number of iterations per call of the compiled step
+    (the stop is exact either way). ``compile`` passes the iterations and the linearisation
+    through ``torch.compile`` (static shapes: the first call
     at a new size compiles one kernel set per pyramid level, cached on disk by inductor); if
     compiling fails the backend logs why and runs eagerly. On CPU the median uses
     ``cv2.medianBlur`` (identical values to the torch median, much faster).
@@ -552,7 +554,7 @@ class TorchTVL1:
         theta: float = 0.3,
         nscales: int = 5,
         warps: int = 5,
-        epsilon: float = 0.01,
+        epsilon: float = TORCH_EPSILON,
         inner_iterations: int = 30,
         outer_iterations: int = 10,
         scale_step: float = 0.8,
@@ -562,10 +564,8 @@ class TorchTVL1:
         fixed_iterations: bool = False,
         device: str = "cpu",
         compile: bool = True,
-        check_every: int = 5,
-        warm_dual: bool = False,
+        check_every: int = 1,
     ) -> None:
-        self.warm_dual = bool(warm_dual)
         self.params = TVL1Params(
             tau=tau,
             lambda_=lambda_,
@@ -597,8 +597,19 @@ class TorchTVL1:
                 self._median = median_opencv
         self.compiled = bool(compile)
         if self.compiled:
-            self._iterate = torch.compile(self._eager_iterate, dynamic=False, fullgraph=True)
+            self._compiled_iterate = torch.compile(self._eager_iterate, dynamic=None, fullgraph=True)
+            self._iterate = self._batch_dynamic_iterate
             self._lin = torch.compile(linearise, dynamic=False, fullgraph=True)
+
+    def _batch_dynamic_iterate(
+        self, u: torch.Tensor, p: torch.Tensor, *rest: object
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The compiled iterations with the batch size symbolic above 1: pairs leave the batch as
+        they converge, and every size from 2 up shares one graph per level (1 has its own)."""
+        if u.shape[0] > 1:
+            for t in (u, p, *rest[:4]):
+                torch._dynamo.mark_dynamic(t, 0)
+        return self._compiled_iterate(u, p, *rest)
 
     def _solve(self, i0: torch.Tensor, i1: torch.Tensor) -> torch.Tensor:
         return tvl1(
@@ -611,7 +622,6 @@ class TorchTVL1:
             lin=self._lin,
             median=self._median,
             check_every=self.check_every,
-            warm_dual=self.warm_dual,
         )
 
     def _run(self, prevs: np.ndarray, nexts: np.ndarray) -> np.ndarray:
@@ -622,9 +632,11 @@ class TorchTVL1:
                 u = self._solve(i0, i1)
             else:
                 try:
-                    # static shapes: one compiled graph per pyramid level, size remainder and batch size
+                    # static image sizes: compiled graphs per pyramid level (only the batch size of
+                    # the iterations is symbolic, see `_batch_dynamic_iterate`)
                     with torch._dynamo.config.patch(
-                        recompile_limit=max(64, torch._dynamo.config.recompile_limit)
+                        recompile_limit=max(64, torch._dynamo.config.recompile_limit),
+                        automatic_dynamic_shapes=False,
                     ):
                         u = self._solve(i0, i1)
                 except Exception as exc:  # compile failures surface at the first call, in many types
