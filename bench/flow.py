@@ -7,7 +7,9 @@ pair by pair, interleaved, so that machine load hits both alike; the table gives
 per pair, their ratios, the EPE of each and the EPE ratio, and batch-8 pairs per second. The load
 of the machine (load average, per-CPU busy share before and during the run) is printed with it:
 on a shared box the wall-clock ratio moves with the neighbours, the CPU-time ratio much less.
-CUDA figures are printed only when torch sees a GPU.
+CUDA figures are printed only when torch sees a GPU. On a loaded box torch's OpenMP threads spin
+at their barriers when more than one is used; ``OMP_WAIT_POLICY=PASSIVE`` in the environment (read
+when torch loads) makes them sleep instead, and the header line says whether it was set.
 
     python -m bench.flow [--threads 1,2] [--pairs 8] [--repeat 3] [--no-compile]
 """
@@ -156,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     tt = create("torch-tvl1", compile=not args.no_compile)
     print(
         f"torch {torch.__version__}, OpenCV {cv2.__version__}, {len(pairs)} video pairs + {len(warped)} "
-        f"warped pairs of {args.size}x{args.size}; torch-tvl1 {tt.params}"
+        f"warped pairs of {args.size}x{args.size}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
+        f"torch-tvl1 {tt.params}"
     )
     prevs, nexts = [p[0] for p in pairs], [p[1] for p in pairs]
     all_pairs = [(p, n) for p, n in pairs] + [(p, n) for p, n, _ in warped]
