@@ -1,16 +1,23 @@
 """Flow benchmark: OpenCV TV-L1 vs torch-tvl1 on real 256×256 face pairs, side by side in one run.
 
 Pairs come from ../shared/data: nearby frames of the two face videos (real motion, for timing and
-agreement) and real face crops warped by known smooth fields (for end-point error). Prints, per
-backend: ms per pair, EPE on the warped pairs, the OpenCV/torch time ratio, batch-8 pairs per
-second, and CUDA figures only when torch sees a GPU.
+agreement) and real face crops warped by known smooth fields (for end-point error). For each thread
+count both backends are pinned to it (``cv2.setNumThreads``, ``torch.set_num_threads``) and timed
+pair by pair, interleaved, so that machine load hits both alike; the table gives wall and CPU ms
+per pair, their ratios, the EPE of each and the EPE ratio, and batch-8 pairs per second. The load
+of the machine (load average, per-CPU busy share before and during the run) is printed with it:
+on a shared box the wall-clock ratio moves with the neighbours, the CPU-time ratio much less.
+CUDA figures are printed only when torch sees a GPU. On a loaded box torch's OpenMP threads spin
+at their barriers when more than one is used; ``OMP_WAIT_POLICY=PASSIVE`` in the environment (read
+when torch loads) makes them sleep instead, and the header line says whether it was set.
 
-    python -m bench.flow [--threads 1] [--pairs 8] [--no-compile]
+    python -m bench.flow [--threads 1,2] [--pairs 8] [--repeat 3] [--no-compile]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -74,17 +81,57 @@ def epe(flow: np.ndarray, truth: np.ndarray, margin: int = 12) -> float:
     return float(np.linalg.norm(flow - truth, axis=2)[margin:-margin, margin:-margin].mean())
 
 
-def timed(fn, *args) -> tuple[float, object]:
-    t0 = time.perf_counter()
+def timed(fn, *args) -> tuple[float, float, object]:
+    """(wall s, process CPU s, result) of one call."""
+    w0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args)
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - w0, time.process_time() - c0, out
+
+
+def load_line(label: str, busy: list[float]) -> str:
+    """Load average and per-CPU busy percentages as one line."""
+    one, five, _ = os.getloadavg()
+    cpus = " ".join(f"{b:.0f}%" for b in busy)
+    return (
+        f"{label}: load average {one:.1f} (1 min) {five:.1f} (5 min), per-CPU busy {cpus}, "
+        f"{os.cpu_count()} CPUs"
+    )
+
+
+def measure(ocv, tt, all_pairs, truths, repeat: int) -> dict[str, float]:
+    """Interleaved per-pair timing of both backends; median over rounds; EPE from the last round."""
+    rounds: dict[str, list[float]] = {k: [] for k in ("cv", "torch", "cv_cpu", "torch_cpu")}
+    flows_cv: list[np.ndarray] = []
+    flows_torch: list[np.ndarray] = []
+    for _ in range(repeat):
+        sums = dict.fromkeys(rounds, 0.0)
+        flows_cv, flows_torch = [], []
+        for p, n in all_pairs:
+            w, c, f = timed(ocv.compute, p, n)
+            sums["cv"] += w
+            sums["cv_cpu"] += c
+            flows_cv.append(f)
+            w, c, f = timed(tt.compute, p, n)
+            sums["torch"] += w
+            sums["torch_cpu"] += c
+            flows_torch.append(f)
+        for k, v in sums.items():
+            rounds[k].append(v / len(all_pairs) * 1e3)
+    out = {k: statistics.median(v) for k, v in rounds.items()}
+    n_video = len(all_pairs) - len(truths)
+    out["epe_cv"] = float(np.mean([epe(f, t) for f, t in zip(flows_cv[n_video:], truths, strict=True)]))
+    out["epe_torch"] = float(np.mean([epe(f, t) for f, t in zip(flows_torch[n_video:], truths, strict=True)]))
+    video = zip(flows_cv[:n_video], flows_torch[:n_video], strict=True)
+    diffs = [np.linalg.norm(a - b, axis=2).mean() for a, b in video]
+    out["agree"] = float(np.mean(diffs))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.flow", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--pairs", type=int, default=8, help="video pairs (also the batch size)")
-    parser.add_argument("--threads", type=int, default=1, help="threads for both OpenCV and torch")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts for both backends")
     parser.add_argument("--repeat", type=int, default=3, help="timing rounds (median reported)")
     parser.add_argument("--no-compile", action="store_true", help="run torch-tvl1 eagerly")
     args = parser.parse_args(argv)
@@ -93,56 +140,61 @@ def main(argv: list[str] | None = None) -> int:
             f"error: real data folder {DATA} is absent (the benchmark needs ../shared/data)", file=sys.stderr
         )
         return 2
+    try:
+        threads = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        print(f"error: --threads {args.threads!r} must be integers joined by commas (1,2)", file=sys.stderr)
+        return 2
+    import psutil
     import torch
 
     from engine.flow import create
 
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
+    before = psutil.cpu_percent(interval=1.0, percpu=True)  # the machine without this benchmark
+    print(load_line("before", before))
     pairs = video_pairs(args.pairs, args.size)
     warped = warped_pairs(args.size, [p[0] for p in pairs[:5]])
     ocv = create("opencv-tvl1")
     tt = create("torch-tvl1", compile=not args.no_compile)
     print(
-        f"torch {torch.__version__}, OpenCV {cv2.__version__}, {args.threads} thread(s), "
-        f"{len(pairs)} video pairs + {len(warped)} warped pairs of {args.size}x{args.size}"
+        f"torch {torch.__version__}, OpenCV {cv2.__version__}, {len(pairs)} video pairs + {len(warped)} "
+        f"warped pairs of {args.size}x{args.size}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
+        f"torch-tvl1 {tt.params}"
     )
-
-    t_first, _ = timed(tt.compute, *pairs[0])
-    t_first_b, _ = timed(tt.compute_batch, [p[0] for p in pairs], [p[1] for p in pairs])
-    print(f"torch-tvl1 first call (compile={tt.compiled}): single {t_first:.1f} s, batch {t_first_b:.1f} s")
-
-    all_pairs = [(p, n) for p, n in pairs] + [(p, n) for p, n, _ in warped]
-    t_cv, t_torch = [], []
-    for _ in range(args.repeat):  # interleaved so that machine load hits both alike
-        a = b = 0.0
-        for p, n in all_pairs:
-            a += timed(ocv.compute, p, n)[0]
-            b += timed(tt.compute, p, n)[0]
-        t_cv.append(a / len(all_pairs))
-        t_torch.append(b / len(all_pairs))
-    ms_cv, ms_torch = statistics.median(t_cv) * 1e3, statistics.median(t_torch) * 1e3
-
-    e_cv = [epe(ocv.compute(p, n), t) for p, n, t in warped]
-    e_torch = [epe(tt.compute(p, n), t) for p, n, t in warped]
-    agree = [float(np.linalg.norm(ocv.compute(p, n) - tt.compute(p, n), axis=2).mean()) for p, n in pairs]
-
     prevs, nexts = [p[0] for p in pairs], [p[1] for p in pairs]
-    t_batch = statistics.median(timed(tt.compute_batch, prevs, nexts)[0] for _ in range(args.repeat))
-    t_cv_batch = statistics.median(timed(ocv.compute_batch, prevs, nexts)[0] for _ in range(args.repeat))
-
-    print(f"{'backend':<22}{'ms/pair':>10}{'EPE px':>10}{'batch pairs/s':>16}")
-    print(f"{'opencv-tvl1':<22}{ms_cv:>10.1f}{np.mean(e_cv):>10.4f}{len(pairs) / t_cv_batch:>16.2f}")
-    print(f"{'torch-tvl1 (cpu)':<22}{ms_torch:>10.1f}{np.mean(e_torch):>10.4f}{len(pairs) / t_batch:>16.2f}")
-    print(
-        f"time ratio opencv/torch: {ms_cv / ms_torch:.2f}x   EPE ratio torch/opencv: "
-        f"{np.mean(e_torch) / np.mean(e_cv):.3f}   mean |torch - opencv| on video pairs: "
-        f"{np.mean(agree):.4f} px"
+    all_pairs = [(p, n) for p, n in pairs] + [(p, n) for p, n, _ in warped]
+    truths = [t for _, _, t in warped]
+    head = (
+        f"{'threads':>7} {'opencv ms':>10} {'torch ms':>9} {'ratio':>6} {'opencv cpu':>11} {'torch cpu':>10} "
+        f"{'cpu ratio':>9} {'EPE opencv':>11} {'EPE torch':>10} {'EPE ratio':>9} {'|t-cv| px':>9} "
+        f"{'batch8 cv/s':>11} {'batch8 torch/s':>14}"
     )
-    print(
-        "per warped pair EPE opencv / torch: "
-        + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(e_cv, e_torch, strict=True))
-    )
+    rows = []
+    psutil.cpu_percent(percpu=True)  # start the during-run interval
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        cv2.setNumThreads(n_threads)
+        # torch.compile guards on the thread count: each count compiles (or loads) its own kernels
+        t_first = timed(tt.compute, *pairs[0])[0]
+        t_first_b = timed(tt.compute_batch, prevs, nexts)[0]
+        print(
+            f"torch-tvl1 first call at {n_threads} thread(s) (compile={tt.compiled}, warm-up): "
+            f"single {t_first:.1f} s, batch {t_first_b:.1f} s"
+        )
+        r = measure(ocv, tt, all_pairs, truths, args.repeat)
+        t_b = statistics.median(timed(tt.compute_batch, prevs, nexts)[0] for _ in range(args.repeat))
+        t_cv_b = statistics.median(timed(ocv.compute_batch, prevs, nexts)[0] for _ in range(args.repeat))
+        rows.append(
+            f"{n_threads:>7} {r['cv']:>10.1f} {r['torch']:>9.1f} {r['cv'] / r['torch']:>5.2f}x "
+            f"{r['cv_cpu']:>11.1f} {r['torch_cpu']:>10.1f} {r['cv_cpu'] / r['torch_cpu']:>8.2f}x "
+            f"{r['epe_cv']:>11.4f} {r['epe_torch']:>10.4f} {r['epe_torch'] / r['epe_cv']:>9.3f} "
+            f"{r['agree']:>9.4f} {len(pairs) / t_cv_b:>11.2f} {len(pairs) / t_b:>14.2f}"
+        )
+    print(load_line("during", psutil.cpu_percent(percpu=True)))
+    print("ms = wall ms per pair (median of rounds), cpu = process CPU ms per pair; ratio = opencv / torch")
+    print(head)
+    print("\n".join(rows))
 
     if torch.cuda.is_available():
         gpu = create("torch-tvl1", device="cuda", compile=not args.no_compile)
@@ -152,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         tb = statistics.median(timed(gpu.compute_batch, prevs, nexts)[0] for _ in range(args.repeat))
         e_gpu = np.mean([epe(gpu.compute(p, n), t) for p, n, t in warped])
         print(
-            f"{'torch-tvl1 (cuda)':<22}{t1 * 1e3:>10.1f}{e_gpu:>10.4f}{len(pairs) / tb:>16.2f}"
-            f"   ({torch.cuda.get_device_name()})"
+            f"torch-tvl1 (cuda, {torch.cuda.get_device_name()}): {t1 * 1e3:.1f} ms/pair, EPE {e_gpu:.4f}, "
+            f"batch-8 {len(pairs) / tb:.2f} pairs/s"
         )
     else:
         print("CUDA: no GPU visible to torch; CUDA figures skipped")

@@ -135,6 +135,14 @@ def test_backend_when_parameter_is_bad_raises_user_error(name, params, error, me
         create(name, **params)
 
 
+def test_auto_when_torch_is_installed_picks_torch_tvl1_with_the_given_parameters():
+    pytest.importorskip("torch", reason="auto picks torch-tvl1 only when torch is installed")
+    backend = create("auto", warps=3, compile=False)
+    assert backend.name == "torch-tvl1" and backend.params.warps == 3
+    with pytest.raises(UserError, match="allowed parameters"):
+        create("auto", warp=3)
+
+
 def test_backends_when_created_by_name_report_their_name():
     for name in ("opencv-tvl1", "dis", "farneback"):
         assert create(name).name == name

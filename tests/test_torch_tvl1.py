@@ -2,7 +2,7 @@
 
 Accuracy is measured where the truth is known: the Middlebury 2014 motorcycle stereo pair shipped
 with scikit-image (left→right flow = −disparity, 0 vertically) and real face crops from
-../shared/data warped by known smooth fields. torch-tvl1 must stay within 1.1× OpenCV's end-point
+../shared/data warped by known smooth fields. torch-tvl1 must stay within 1.05× OpenCV's end-point
 error on each. Tests run with one torch thread: on a shared 2-core box OpenMP's spinning threads
 slow eager torch down by 10–25× under load.
 """
@@ -35,7 +35,7 @@ from engine.flow.torch_tvl1 import (
 )
 from tests.conftest import shared_path
 
-EPE_RATIO = 1.1
+EPE_RATIO = 1.05
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +88,7 @@ def face_crop(rel: str, frame: int | None, box: tuple[int, int, int], size: int 
 
 
 @pytest.mark.slow
-def test_torch_tvl1_when_middlebury_motorcycle_is_within_1_1_of_opencv() -> None:
+def test_torch_tvl1_when_middlebury_motorcycle_is_within_1_05_of_opencv() -> None:
     skdata = pytest.importorskip("skimage.data")
     left, right, disp = skdata.stereo_motorcycle()
     f = 4  # 741×500 → 185×125, disparities up to ~15 px
@@ -112,7 +112,7 @@ def test_torch_tvl1_when_middlebury_motorcycle_is_within_1_1_of_opencv() -> None
 @pytest.mark.slow
 @pytest.mark.data
 @pytest.mark.parametrize(("face", "amplitude", "seed"), [(0, 1.5, 0), (1, 3.0, 1), (2, 2.0, 2)])
-def test_torch_tvl1_when_real_face_is_warped_is_within_1_1_of_opencv(
+def test_torch_tvl1_when_real_face_is_warped_is_within_1_05_of_opencv(
     face: int, amplitude: float, seed: int
 ) -> None:
     prev = face_crop(*FACES[face])
@@ -136,6 +136,28 @@ def test_torch_tvl1_when_batched_equals_single_pairs() -> None:
     assert batch.shape == (3, 48, 56, 2) and batch.dtype == np.float32
     for i, (prev, nxt, _) in enumerate(pairs):
         np.testing.assert_allclose(batch[i], backend.compute(prev, nxt), atol=1e-4)
+
+
+def test_torch_tvl1_when_a_pair_converges_it_leaves_the_batch() -> None:
+    """A still pair stops after its first iteration per warp; the moving pairs go on without it."""
+    still = textured_pair(48, 48, seed=7)[0]
+    moving = [textured_pair(48, 48, seed, 2.0) for seed in (8, 9)]
+    prevs, nexts = [still, *(m[0] for m in moving)], [still, *(m[1] for m in moving)]
+    backend = TorchTVL1(compile=False, nscales=2, warps=2, check_every=1)
+    sizes: list[int] = []
+    iterate = backend._iterate
+
+    def counting(u: torch.Tensor, *args: object) -> tuple:
+        sizes.append(int(u.shape[0]))
+        return iterate(u, *args)
+
+    backend._iterate = counting
+    batch = backend.compute_batch(prevs, nexts)
+    # per level and warp: one call with all three pairs, then the two moving ones (then maybe one)
+    assert sizes.count(3) == 4 and sizes.count(2) >= 4 * 4, sizes
+    for i, (prev, nxt) in enumerate(zip(prevs, nexts, strict=True)):
+        np.testing.assert_allclose(batch[i], backend.compute(prev, nxt), atol=1e-4)
+    assert float(np.abs(batch[0]).max()) < 1e-3
 
 
 def test_torch_tvl1_when_frames_are_equal_gives_zero_flow() -> None:

@@ -6,6 +6,7 @@ Heavy backends (torch, onnxruntime) are imported only when created.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,16 @@ FLOW_BACKENDS.register("dis", "engine.flow.opencv_backends:DISFlow")
 FLOW_BACKENDS.register("farneback", "engine.flow.opencv_backends:FarnebackFlow")
 FLOW_BACKENDS.register("torch-tvl1", "engine.flow.torch_tvl1:TorchTVL1")
 FLOW_BACKENDS.register("onnx", "engine.flow.onnx_backend:OnnxFlow")
+
+
+def auto(**params: Any) -> FlowBackend:
+    """``auto``: ``torch-tvl1`` when torch is installed (same TV-L1, faster; bench/flow.py), else
+    ``opencv-tvl1``, the reference. The backend's ``name`` says which one was picked."""
+    name = "torch-tvl1" if importlib.util.find_spec("torch") is not None else "opencv-tvl1"
+    return FLOW_BACKENDS.create(name, **params)
+
+
+FLOW_BACKENDS.register("auto", auto)
 
 
 def create(name: str, **params: Any) -> FlowBackend:

@@ -59,6 +59,9 @@ from engine.flow.params import check_tvl1_params
 log = logging.getLogger(__name__)
 
 _EPS = float(np.finfo(np.float32).eps)
+# torch-tvl1's stopping tolerance, chosen with bench/flow.py (OpenCV's default is 0.01): far fewer
+# iterations at an end-point error within 5 % of OpenCV's on the bench faces and on Middlebury.
+TORCH_EPSILON = 0.015
 _MIN_LEVEL_SIDE = 16  # OpenCV stops the pyramid before a level narrower than 16 pixels
 
 Interpolation = Literal["bilinear", "bicubic"]
@@ -263,10 +266,10 @@ def make_step(params: TVL1Params, exact_sqrt: bool = False) -> StepFn:
 def make_iterate(params: TVL1Params, exact_sqrt: bool = False) -> IterateFn:
     """``n`` primal-dual iterations in a row (the unit that ``torch.compile`` fuses).
 
-    ``active`` (B×1×1 bool or None) marks the pairs still iterating: an inactive pair keeps its
-    ``u`` and ``p``, and a pair turns inactive once its summed squared change is ``<= scaled_eps``,
-    which is OpenCV's stopping test evaluated without leaving the graph. ``None`` = fixed iterations.
-    Returns ``(u, p, active)``.
+    With ``scaled_eps`` a number, each pair stops at the first of these iterations whose summed
+    squared change of ``u`` is ``<= scaled_eps`` (OpenCV's stopping test; later iterations leave it
+    as it is), and ``running`` (B bool) says which pairs have not stopped. ``scaled_eps=None`` runs
+    all ``n`` iterations (fixed-iteration mode) and ``running`` is None. Returns ``(u, p, running)``.
     """
     step = make_step(params, exact_sqrt)
 
@@ -277,20 +280,21 @@ def make_iterate(params: TVL1Params, exact_sqrt: bool = False) -> IterateFn:
         i1wy: torch.Tensor,
         grad: torch.Tensor,
         rho_c: torch.Tensor,
-        active: torch.Tensor | None,
-        scaled_eps: float,
+        scaled_eps: float | None,
         n: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        running: torch.Tensor | None = None
         for _ in range(n):
             new_u, new_p, change = step(u, p, i1wx, i1wy, grad, rho_c)
-            if active is None:
+            if running is None:
                 u, p = new_u, new_p
-            else:
-                keep = active.unsqueeze(1)
-                u = torch.where(keep, new_u, u)
-                p = torch.where(keep, new_p, p)
-                active = active & (change > scaled_eps).view(-1, 1, 1)
-        return u, p, active
+            else:  # a pair that stopped earlier in this chunk keeps its u and p
+                keep = running.view(-1, 1, 1, 1)
+                u, p = torch.where(keep, new_u, u), torch.where(keep, new_p, p)
+            if scaled_eps is not None:
+                more = change > scaled_eps
+                running = more if running is None else running & more
+        return u, p, running
 
     return iterate
 
@@ -365,9 +369,7 @@ def warp_opencv(i1_stack: torch.Tensor, u: torch.Tensor, interpolation: Interpol
     flag = cv2.INTER_CUBIC if interpolation == "bicubic" else cv2.INTER_LINEAR
     out = np.empty((b, h, w, c), dtype=np.float32)
     for i in range(b):
-        out[i] = cv2.remap(
-            img[i], xs + flow[i, 0], ys + flow[i, 1], flag, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-        ).reshape(h, w, c)
+        cv2.remap(img[i], xs + flow[i, 0], ys + flow[i, 1], flag, dst=out[i], borderMode=cv2.BORDER_CONSTANT)
     return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
@@ -413,9 +415,9 @@ def tvl1(
 
     ``iterate`` is `make_iterate(params)` (default) or its compiled form. With ``fixed_iterations``
     every loop runs to its count (no data-dependent branch: traceable for export); otherwise each
-    pair stops on its own when its flow changes by less than ``epsilon`` (RMS, pixels) as in
-    OpenCV, and the loop ends once every pair has stopped, checked every ``check_every``
-    iterations (the result does not depend on ``check_every``, only the wasted work does).
+    pair stops on its own at the first iteration whose flow changes by less than ``epsilon`` (RMS,
+    pixels) as in OpenCV, and leaves the batch at the end of that chunk of ``check_every``
+    iterations (`_converge`; ``check_every`` trades wasted iterations against calls).
     """
     iterate = iterate if iterate is not None else make_iterate(params)
     b, h, w = (int(d) for d in i0.shape)  # plain ints also while tracing for export
@@ -425,16 +427,19 @@ def tvl1(
         pyr0.append(resize_bilinear(pyr0[-1], (lh, lw), params.scale_step))
         pyr1.append(resize_bilinear(pyr1[-1], (lh, lw), params.scale_step))
     u = torch.zeros((b, 2, *sizes[-1]), dtype=i0.dtype, device=i0.device)
+    p = torch.zeros((b, 4, *sizes[-1]), dtype=i0.dtype, device=i0.device)
     med = params.median_filtering
     inner = params.inner_iterations
     for level in range(len(sizes) - 1, -1, -1):
         lh, lw = sizes[level]
         if u.shape[-2:] != (lh, lw):
             u = resize_bilinear(u, (lh, lw)) * (1.0 / params.scale_step)
+            # the dual restarts from zero at each level as in OpenCV (upsampling it was measured
+            # to cost ~20 % end-point error on the bench faces)
+            p = torch.zeros((b, 4, lh, lw), dtype=i0.dtype, device=i0.device)
         l1 = pyr1[level]
         i1x, i1y = centred_gradient(l1)
-        i1_stack = torch.stack((l1, i1x, i1y), 1)
-        p = torch.zeros((b, 4, lh, lw), dtype=i0.dtype, device=i0.device)
+        i1_stack = torch.stack((l1, i1x, i1y), -1).permute(0, 3, 1, 2)  # channels last, as remap reads it
         scaled_eps = float(params.epsilon * params.epsilon * lh * lw)
         for _ in range(params.warps):
             data = lin(warp(i1_stack, u, params.interpolation), u, pyr0[level])
@@ -443,22 +448,58 @@ def tvl1(
                     if med > 1:
                         u = median(u, med)
                     for done in range(0, inner, check_every):
-                        u, p, _ = iterate(u, p, *data, None, scaled_eps, min(check_every, inner - done))
-                continue
-            active: torch.Tensor | None = torch.ones((b, 1, 1), dtype=torch.bool, device=i0.device)
-            for _ in range(params.outer_iterations):
-                if med > 1:
-                    u = torch.where(active.unsqueeze(1), median(u, med), u)
-                done = 0
-                while done < inner:
-                    n = min(check_every, inner - done)
-                    u, p, active = iterate(u, p, *data, active, scaled_eps, n)
-                    done += n
-                    if not bool(active.any()):
-                        break
-                if not bool(active.any()):
-                    break
+                        u, p, _ = iterate(u, p, *data, None, min(check_every, inner - done))
+            else:
+                u, p = _converge(u, p, data, params, iterate, median, check_every, scaled_eps)
     return u
+
+
+def _converge(
+    u: torch.Tensor,
+    p: torch.Tensor,
+    data: tuple[torch.Tensor, ...],
+    params: TVL1Params,
+    iterate: IterateFn,
+    median: MedianFn,
+    check_every: int,
+    scaled_eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One warp's iterations (OpenCV's outer × inner loops with its stopping rule), each pair of the
+    batch until its own flow stops changing: a finished pair is written back and leaves the batch,
+    so the remaining iterations cost only what the unfinished pairs need."""
+    med, inner = params.median_filtering, params.inner_iterations
+    idx: torch.Tensor | None = None  # batch rows still iterating; None = all of them
+    cu, cp = u, p
+    for _ in range(params.outer_iterations):
+        if med > 1:
+            cu = median(cu, med)
+        done = 0
+        while done < inner:
+            n = min(check_every, inner - done)
+            cu, cp, running = iterate(cu, cp, *data, scaled_eps, n)
+            assert running is not None
+            done += n
+            finished = ~running
+            n_finished = int(finished.sum())
+            if n_finished == 0:
+                continue
+            if n_finished == len(finished):
+                return _write_back(u, p, idx, cu, cp)
+            u, p = _write_back(u, p, idx, cu, cp)
+            keep = torch.nonzero(~finished).flatten()
+            idx = keep if idx is None else idx[keep]
+            cu, cp = cu[keep], cp[keep]
+            data = tuple(d[keep] for d in data)
+    return _write_back(u, p, idx, cu, cp)
+
+
+def _write_back(
+    u: torch.Tensor, p: torch.Tensor, idx: torch.Tensor | None, cu: torch.Tensor, cp: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``u`` and ``p`` with batch rows ``idx`` (all when None) replaced by ``cu`` and ``cp``."""
+    if idx is None:
+        return cu, cp
+    return u.index_copy(0, idx, cu), p.index_copy(0, idx, cp)
 
 
 class TVL1Module(torch.nn.Module):
@@ -489,9 +530,11 @@ class TVL1Module(torch.nn.Module):
 class TorchTVL1:
     """Flow backend ``torch-tvl1``: OpenCV's Dual TV-L1 in torch, batched, on ``device`` cpu or cuda.
 
-    Parameters as `TVL1Params` (OpenCV's DualTVL1 defaults; the warp is bicubic like OpenCV's
-    ``remap``). ``fixed_iterations=True`` runs every iteration (no early stopping). ``compile``
-    passes the iterations and the warp through ``torch.compile`` (static shapes: the first call
+    Parameters as `TVL1Params` (OpenCV's DualTVL1 defaults but ``epsilon`` = `TORCH_EPSILON`; the
+    warp is bicubic like OpenCV's ``remap``). ``fixed_iterations=True`` runs every iteration (no
+    early stopping); ``check_every`` is the number of iterations per call of the compiled step
+    (the stop is exact either way). ``compile`` passes the iterations and the linearisation
+    through ``torch.compile`` (static shapes: the first call
     at a new size compiles one kernel set per pyramid level, cached on disk by inductor); if
     compiling fails the backend logs why and runs eagerly. On CPU the median uses
     ``cv2.medianBlur`` (identical values to the torch median, much faster).
@@ -511,7 +554,7 @@ class TorchTVL1:
         theta: float = 0.3,
         nscales: int = 5,
         warps: int = 5,
-        epsilon: float = 0.01,
+        epsilon: float = TORCH_EPSILON,
         inner_iterations: int = 30,
         outer_iterations: int = 10,
         scale_step: float = 0.8,
@@ -521,7 +564,7 @@ class TorchTVL1:
         fixed_iterations: bool = False,
         device: str = "cpu",
         compile: bool = True,
-        check_every: int = 5,
+        check_every: int = 1,
     ) -> None:
         self.params = TVL1Params(
             tau=tau,
@@ -554,8 +597,19 @@ class TorchTVL1:
                 self._median = median_opencv
         self.compiled = bool(compile)
         if self.compiled:
-            self._iterate = torch.compile(self._eager_iterate, dynamic=False, fullgraph=True)
+            self._compiled_iterate = torch.compile(self._eager_iterate, dynamic=None, fullgraph=True)
+            self._iterate = self._batch_dynamic_iterate
             self._lin = torch.compile(linearise, dynamic=False, fullgraph=True)
+
+    def _batch_dynamic_iterate(
+        self, u: torch.Tensor, p: torch.Tensor, *rest: object
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The compiled iterations with the batch size symbolic above 1: pairs leave the batch as
+        they converge, and every size from 2 up shares one graph per level (1 has its own)."""
+        if u.shape[0] > 1:
+            for t in (u, p, *rest[:4]):
+                torch._dynamo.mark_dynamic(t, 0)
+        return self._compiled_iterate(u, p, *rest)
 
     def _solve(self, i0: torch.Tensor, i1: torch.Tensor) -> torch.Tensor:
         return tvl1(
@@ -578,9 +632,11 @@ class TorchTVL1:
                 u = self._solve(i0, i1)
             else:
                 try:
-                    # static shapes: one compiled graph per pyramid level, size remainder and batch size
+                    # static image sizes: compiled graphs per pyramid level (only the batch size of
+                    # the iterations is symbolic, see `_batch_dynamic_iterate`)
                     with torch._dynamo.config.patch(
-                        recompile_limit=max(64, torch._dynamo.config.recompile_limit)
+                        recompile_limit=max(64, torch._dynamo.config.recompile_limit),
+                        automatic_dynamic_shapes=False,
                     ):
                         u = self._solve(i0, i1)
                 except Exception as exc:  # compile failures surface at the first call, in many types
