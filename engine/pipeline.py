@@ -3,7 +3,9 @@
 Built in two steps (STYLE.md): `build_pipeline(cfg)` makes every stage from the configuration;
 `Pipeline.__init__` takes ready collaborators, so tests can pass fakes. The video thread runs the
 frame loop (`engine.loop.run_frames`) and never waits on flow or explanation: candidates go to the
-worker's bounded queue; the face stage runs a few frames ahead of it on a helper thread.
+worker's bounded queue (its ``candidate`` event is published there and then); the face stage runs a
+few frames ahead of it on a helper thread. Files, folders and the demo are analysed offline: there
+the video thread waits for room in the worker's queue (back-pressure) instead of dropping.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class CandidateWorker(Protocol):
     """What the pipeline hands candidates to (`engine.explain.worker.ExplainWorker`)."""
 
     def submit(self, candidate: Candidate) -> bool: ...
+
+    def release(self) -> None: ...
 
     def stop(self, drain_s: float | None = None) -> None: ...
 
@@ -148,6 +152,7 @@ class Pipeline:
     def request_stop(self) -> None:
         """Stop reading (SIGINT/SIGTERM path); frames in flight finish, then the worker drains."""
         self._status_thread.request_stop()
+        self.worker.release()  # a video thread waiting for room (back-pressure) goes on
         if self.stop_reader is not None:
             self.stop_reader()
 
@@ -267,7 +272,10 @@ def _build(
         sink = ZmqPublisher(cfg.publish)
     closers.append(sink.close)
 
-    worker = ExplainWorker(explainer, stage, sink, cfg.explain, stream=stream).start()
+    # offline sources (file, folder, demo) never drop a candidate: the video thread waits instead
+    worker = ExplainWorker(
+        explainer, stage, sink, cfg.explain, stream=stream, block_when_full=not source.live
+    ).start()
     closers.append(worker.stop)  # no-op after the pipeline's own drain; closes the explainer
     spot_flow = flow.for_spotting(cfg.spotting.flow, cfg.spotting.flow_params)
     spotter = create_spotter(cfg.spotting, stream, fps, flow=spot_flow)

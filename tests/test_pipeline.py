@@ -70,6 +70,9 @@ class Worker:
         self.submitted.append(c.candidate_id)
         return True
 
+    def release(self) -> None:
+        pass
+
     def stop(self, drain_s: float | None = None) -> None:
         self.stopped.append(drain_s)
 
@@ -86,7 +89,7 @@ class Sink:
     def emit(self, event: dict[str, Any], png: bytes | None = None) -> None:
         with self._lock:
             self.events.append(event)
-            if event["type"] == "candidate":
+            if event["type"] in ("candidate", "map"):
                 self.pngs[event["candidate_id"]] = png
 
     def close(self) -> None:
@@ -204,7 +207,7 @@ def test_pipeline_with_the_explain_worker_ends_every_candidate_once_after_its_ca
     # spotter, the source ends at frame 39): it holds one, its queue one, the other four are dropped
     assert reasons.count("queue_full") >= 4 and set(reasons) <= {"queue_full"}
     explained = [e["candidate_id"] for e in ends if e["type"] == "explanation"]
-    assert explained and all(sink.pngs[cid] == cid.encode() for cid in explained)  # the stage's map
+    assert explained and all(sink.pngs[cid] == cid.encode() for cid in explained)  # the stage's map event
     assert sink.events[-1]["type"] == "status" and sink.events[-1]["candidates"] == len(ids)
 
 

@@ -1,15 +1,18 @@
 """The asynchronous explanation worker: a thread behind a bounded queue, so no model ever blocks video.
 
-The video thread calls `ExplainWorker.submit` (never blocks). The worker thread takes up to
-``batch_size`` waiting jobs, runs the ``stage`` on each (`engine.fusion.EvidenceStage`: flow +
-fusion → `Evidence`), publishes the ``candidate`` event with the fused map, hands the batch to the
-explainer and publishes one ``explanation`` per candidate. Every candidate ends in exactly one
-``explanation`` or one ``dropped`` event, always after its ``candidate`` event (event contract v1,
-DESIGN.md):
+The video thread calls `ExplainWorker.submit`, which publishes the ``candidate`` event at once (the
+subscriber learns *when* as soon as the spotter decides) and queues the job. The worker thread takes
+up to ``batch_size`` waiting jobs, runs the ``stage`` on each (`engine.fusion.EvidenceStage`: flow +
+fusion → `Evidence`), publishes a ``map`` event with the fused map, hands the batch to the explainer
+and publishes one ``explanation`` per candidate. Every candidate ends in exactly one
+``explanation`` or one ``dropped`` event, always after its ``candidate`` event and its ``map`` event,
+if any (event contract v2, DESIGN.md); both carry ``timing_ms`` (`engine.events.Timing`):
 
-- queue full: ``drop_newest`` drops the submitted job, ``drop_oldest`` the oldest waiting one →
-  ``candidate`` (no map) + ``dropped(queue_full)``, on the caller's thread, at once;
-- a job older than ``deadline_s`` (since submit) when dequeued → ``dropped(timeout)``;
+- queue full, ``block_when_full`` (files, folders, the demo: analysed offline): `submit` waits for
+  room (back-pressure on the video thread) until `release` or `stop`; otherwise ``drop_newest`` drops
+  the submitted job, ``drop_oldest`` the oldest waiting one → ``dropped(queue_full)``, on the
+  caller's thread, at once;
+- a job older than ``deadline_s`` (since it was queued) when dequeued → ``dropped(timeout)``;
 - the stage or the explainer raising → ``error`` (where ``flow`` / ``explain``) + ``dropped(error)``
   for each affected job (``dropped(timeout)`` when the explainer raised `TimeoutError`); the worker
   lives on;
@@ -37,6 +40,7 @@ child process (`ProcessExplainer`) that is killed when a call overruns ``timeout
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import multiprocessing as mp
@@ -52,10 +56,12 @@ import numpy as np
 from engine.events import (
     DROP_REASONS,
     EventSink,
+    Timing,
     candidate_event,
     dropped_event,
     error_event,
     explanation_event,
+    map_event,
 )
 from engine.explain.base import Explainer
 from engine.explain.config import ExplainConfig
@@ -68,12 +74,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class _Job:
-    """One submitted candidate; ``lock`` guards ``announced_at``/``finished`` across threads."""
+    """One submitted candidate; ``lock`` guards ``announced``/``finished`` across threads.
+
+    ``submitted``: when it was queued (the deadline counts from there); ``timing``: the candidate's
+    stamps (``decided`` = the submit time when the frame loop did not stamp it), then the worker's.
+    """
 
     candidate: Candidate
     submitted: float
+    timing: Timing
     lock: threading.Lock = field(default_factory=threading.Lock)
-    announced_at: float | None = None
+    announced: bool = False
     finished: bool = False
 
 
@@ -87,8 +98,9 @@ class ExplainWorker:
     ``explainer``: any `Explainer` (the worker calls ``warmup`` once at start and ``close`` when its
     thread ends). ``stage``: candidate → evidence (flow + fusion, may take ~0.5 s; runs on the
     worker thread). ``sink``: where events go (thread-safe ``emit``). ``clock``: seconds, for
-    deadlines, drain time and latencies (injectable for tests). ``stream``: the stream name of
-    events not tied to a candidate (a failed warm-up).
+    deadlines, drain time and latencies (injectable for tests; the candidates' own stamps are
+    `time.monotonic`). ``stream``: the stream name of events not tied to a candidate (a failed
+    warm-up). ``block_when_full``: `submit` waits for room instead of dropping (offline sources).
     """
 
     def __init__(
@@ -100,6 +112,7 @@ class ExplainWorker:
         clock: Callable[[], float] = time.monotonic,
         *,
         stream: str = "main",
+        block_when_full: bool = False,
     ) -> None:
         self._explainer = explainer
         self._stage = stage
@@ -111,6 +124,7 @@ class ExplainWorker:
         self._queue: deque[_Job] = deque()
         self._inflight: list[_Job] = []
         self._accepting = True
+        self._blocking = block_when_full
         self._stopping = False
         self._drain_until = float("inf")
         self._thread = WorkerThread("explain-worker", self._run, on_end=self._end)
@@ -118,6 +132,7 @@ class ExplainWorker:
         self._counts: dict[str, int] = {"submitted": 0, "explained": 0, "errors": 0, "batches": 0}
         self._dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._latency_ms: deque[float] = deque(maxlen=cfg.latency_window)
+        self._queue_ms: deque[float] = deque(maxlen=cfg.latency_window)
         self._prepare_ms: deque[float] = deque(maxlen=cfg.latency_window)
         self._explain_ms: deque[float] = deque(maxlen=cfg.latency_window)
         self._batch_sizes: deque[int] = deque(maxlen=cfg.latency_window)
@@ -135,32 +150,51 @@ class ExplainWorker:
         self.stop()
 
     def submit(self, candidate: Candidate) -> bool:
-        """Queue ``candidate`` for explanation; never blocks. False when it was dropped at once.
+        """Publish ``candidate``'s event and queue it for explanation. False when it was dropped at once.
 
-        With a full queue, ``drop_newest`` drops ``candidate`` and ``drop_oldest`` the oldest waiting
-        job (then True); each drop publishes ``candidate`` + ``dropped(queue_full)`` right here.
+        With a full queue: with ``block_when_full`` wait for room (until `release`, `stop`, or the
+        worker thread ending); else ``drop_newest`` drops ``candidate`` and ``drop_oldest`` the oldest
+        waiting job (then True); each drop publishes ``dropped(queue_full)`` right here.
         """
-        job = _Job(candidate, self._clock())
+        now = self._clock()
+        decided = now if candidate.decided is None else candidate.decided
+        arrived = decided if candidate.offset_arrived is None else candidate.offset_arrived
+        job = _Job(candidate, now, Timing(arrived=arrived, decided=decided))
+        self._announce(job)
         victim: _Job | None = None
         reason, detail = "queue_full", ""
         with self._cond:
+            while (
+                self._blocking
+                and self._accepting
+                and len(self._queue) >= self._cfg.queue_size
+                and (self._thread.alive or not self._thread.started)
+            ):
+                self._cond.wait(0.25)  # bounded: the worker notifies when it takes jobs
+            job.submitted = self._clock()
             if not self._accepting:
                 victim, reason, detail = job, "shutdown", "submitted after the worker stopped"
-            elif len(self._queue) >= self._cfg.queue_size:
+            elif len(self._queue) >= self._cfg.queue_size and not self._blocking:
                 detail = f"queue of {self._cfg.queue_size} full ({self._cfg.policy})"
                 if self._cfg.policy == "drop_newest":
                     victim = job
                 else:
                     victim = self._queue.popleft()
                     self._queue.append(job)
-            else:
+            else:  # room, or blocking released (a stop is coming: the drain decides)
                 self._queue.append(job)
-            self._cond.notify()
+            self._cond.notify_all()
         with self._stats_lock:
             self._counts["submitted"] += 1
         if victim is not None:
             self._drop(victim, reason, detail)
         return victim is not job
+
+    def release(self) -> None:
+        """Stop waiting for room (a stop was requested): `submit` queues beyond the size from now on."""
+        with self._cond:
+            self._blocking = False
+            self._cond.notify_all()
 
     def stop(self, drain_s: float | None = None) -> None:
         """Stop accepting, explain waiting jobs for up to ``drain_s`` (default ``cfg.drain_s``), end the
@@ -171,6 +205,7 @@ class ExplainWorker:
         with self._cond:
             first = not self._stopping
             self._accepting = False
+            self._blocking = False
             self._stopping = True
             if first:
                 self._drain_until = self._clock() + drain
@@ -202,8 +237,9 @@ class ExplainWorker:
                 **self._counts,
                 "dropped": dict(self._dropped),
                 "dropped_total": sum(self._dropped.values()),
-                "latency_p50_ms": _percentile(lat, 50),
+                "latency_p50_ms": _percentile(lat, 50),  # offset frame in -> explanation out
                 "latency_p95_ms": _percentile(lat, 95),
+                "queue_ms_p50": _percentile(list(self._queue_ms), 50),
                 "prepare_ms_p50": _percentile(list(self._prepare_ms), 50),
                 "explain_ms_p50": _percentile(list(self._explain_ms), 50),
                 "mean_batch": round(float(np.mean(self._batch_sizes)), 3) if self._batch_sizes else None,
@@ -225,6 +261,7 @@ class ExplainWorker:
                 n = min(self._cfg.batch_size, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(n)]
                 self._inflight = batch
+                self._cond.notify_all()  # room for a submitter waiting (block_when_full)
             try:
                 self._process(batch)
             except Exception as exc:  # a bug here must not kill the worker or lose the jobs
@@ -273,19 +310,22 @@ class ExplainWorker:
             if age > self._cfg.deadline_s:
                 self._drop(job, "timeout", f"waited {age:.3f} s, deadline {self._cfg.deadline_s} s")
                 continue
+            job.timing = dataclasses.replace(job.timing, started=now)
             t0 = time.perf_counter()
             try:
                 evidence = self._stage(job.candidate)
             except Exception as exc:
                 log.warning("prepare failed for candidate %s: %s", job.candidate.candidate_id, exc)
                 msg = f"candidate {job.candidate.candidate_id}: {type(exc).__name__}: {exc}"
-                self._announce(job, None)
                 self._error(job.candidate.stream, "flow", msg)
                 self._drop(job, "error", f"flow: {type(exc).__name__}: {exc}")
                 continue
+            stage_s = time.perf_counter() - t0
+            flow_s = min(stage_s, evidence.flow_ms / 1000)
+            job.timing = dataclasses.replace(job.timing, flow_s=flow_s, fusion_s=stage_s - flow_s)
             with self._stats_lock:
-                self._prepare_ms.append(1000 * (time.perf_counter() - t0))
-            self._announce(job, evidence.png)
+                self._prepare_ms.append(1000 * stage_s)
+            self._publish_map(job, evidence.png)
             ready.append((job, evidence))
         if not ready:
             return
@@ -305,9 +345,13 @@ class ExplainWorker:
             stream = ready[0][0].candidate.stream
             self._error(stream, "explain", f"{type(exc).__name__}: {exc}")
             for job, _ in ready:
+                job.timing = dataclasses.replace(job.timing, explain_s=time.perf_counter() - t0)
                 self._drop(job, reason, f"explain: {type(exc).__name__}: {exc}")
             return
-        per_item_ms = 1000 * (time.perf_counter() - t0) / len(ready)
+        explain_s = time.perf_counter() - t0
+        per_item_ms = 1000 * explain_s / len(ready)
+        for job, _ in ready:
+            job.timing = dataclasses.replace(job.timing, explain_s=explain_s)
         with self._stats_lock:
             self._counts["batches"] += 1
             self._batch_sizes.append(len(ready))
@@ -322,36 +366,43 @@ class ExplainWorker:
         except Exception:
             log.exception("event sink failed on a %s event", event.get("type"))
 
-    def _announce(self, job: _Job, png: bytes | None) -> None:
-        """Publish the job's candidate event once (with the fused map when there is one)."""
+    def _announce(self, job: _Job) -> None:
+        """Publish the job's candidate event (once, first)."""
         with job.lock:
-            if job.announced_at is None and not job.finished:
-                self._emit(candidate_event(job.candidate), png)
-                job.announced_at = self._clock()
+            if not job.announced and not job.finished:
+                self._emit(candidate_event(job.candidate))
+                job.announced = True
+
+    def _publish_map(self, job: _Job, png: bytes) -> None:
+        """Publish the job's fused map (a ``map`` event) unless the job already ended."""
+        with job.lock:
+            if job.announced and not job.finished and png:
+                self._emit(map_event(job.candidate), png)
 
     def _drop(self, job: _Job, reason: str, detail: str) -> None:
         """End ``job`` with ``dropped(reason)``, after its candidate event; no-op if it already ended."""
         with job.lock:
             if job.finished:
                 return
-            if job.announced_at is None:
+            if not job.announced:
                 self._emit(candidate_event(job.candidate))
-                job.announced_at = self._clock()
-            self._emit(dropped_event(job.candidate, reason, detail))
+                job.announced = True
+            self._emit(dropped_event(job.candidate, reason, detail, job.timing.to_json(self._clock())))
             job.finished = True
         with self._stats_lock:
             self._dropped[reason] += 1
 
     def _explained(self, job: _Job, explanation: Explanation) -> None:
         with job.lock:
-            if job.finished or job.announced_at is None:
+            if job.finished or not job.announced:
                 return
-            latency_ms = 1000 * (self._clock() - job.announced_at)
-            self._emit(explanation_event(job.candidate, explanation, latency_ms))
+            timing = job.timing.to_json(self._clock())
+            self._emit(explanation_event(job.candidate, explanation, timing))
             job.finished = True
         with self._stats_lock:
             self._counts["explained"] += 1
-            self._latency_ms.append(latency_ms)
+            self._latency_ms.append(float(timing["since_offset"] or 0.0))
+            self._queue_ms.append(float(timing["queue"] or 0.0))
 
     def _error(self, stream: str, where: str, message: str) -> None:
         self._emit(error_event(stream, where, message))
