@@ -12,7 +12,8 @@ if any (event contract v2, DESIGN.md); both carry ``timing_ms`` (`engine.events.
   room (back-pressure on the video thread) until `release` or `stop`; otherwise ``drop_newest`` drops
   the submitted job, ``drop_oldest`` the oldest waiting one → ``dropped(queue_full)``, on the
   caller's thread, at once;
-- a job older than ``deadline_s`` (since it was queued) when dequeued → ``dropped(timeout)``;
+- a job older than ``deadline_s`` (since it was queued) when dequeued → ``dropped(timeout)`` (not
+  with ``block_when_full``: offline, a job waits for its turn);
 - the stage or the explainer raising → ``error`` (where ``flow`` / ``explain``) + ``dropped(error)``
   for each affected job (``dropped(timeout)`` when the explainer raised `TimeoutError`); the worker
   lives on;
@@ -43,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import math
 import multiprocessing as mp
 import threading
 import time
@@ -125,11 +127,16 @@ class ExplainWorker:
         self._inflight: list[_Job] = []
         self._accepting = True
         self._blocking = block_when_full
+        self._offline = block_when_full  # no deadline: a job waits for its turn however long
+        self._released = False
         self._stopping = False
         self._drain_until = float("inf")
         self._thread = WorkerThread("explain-worker", self._run, on_end=self._end)
         self._stats_lock = threading.Lock()
-        self._counts: dict[str, int] = {"submitted": 0, "explained": 0, "errors": 0, "batches": 0}
+        self._counts: dict[str, int] = {
+            "submitted": 0, "explained": 0, "errors": 0, "batches": 0, "backpressure_waits": 0
+        }
+        self._backpressure_s = 0.0  # the video thread's total wait for room (block_when_full)
         self._dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._latency_ms: deque[float] = deque(maxlen=cfg.latency_window)
         self._queue_ms: deque[float] = deque(maxlen=cfg.latency_window)
@@ -163,14 +170,18 @@ class ExplainWorker:
         self._announce(job)
         victim: _Job | None = None
         reason, detail = "queue_full", ""
+        waited_s = 0.0
         with self._cond:
-            while (
-                self._blocking
-                and self._accepting
-                and len(self._queue) >= self._cfg.queue_size
-                and (self._thread.alive or not self._thread.started)
-            ):
-                self._cond.wait(0.25)  # bounded: the worker notifies when it takes jobs
+            if self._blocking and len(self._queue) >= self._cfg.queue_size:
+                t0 = time.perf_counter()
+                while (
+                    self._blocking
+                    and self._accepting
+                    and len(self._queue) >= self._cfg.queue_size
+                    and (self._thread.alive or not self._thread.started)
+                ):
+                    self._cond.wait(0.25)  # bounded: the worker notifies when it takes jobs
+                waited_s = time.perf_counter() - t0
             job.submitted = self._clock()
             if not self._accepting:
                 victim, reason, detail = job, "shutdown", "submitted after the worker stopped"
@@ -186,23 +197,33 @@ class ExplainWorker:
             self._cond.notify_all()
         with self._stats_lock:
             self._counts["submitted"] += 1
+            if waited_s:
+                self._counts["backpressure_waits"] += 1
+                self._backpressure_s += waited_s
         if victim is not None:
             self._drop(victim, reason, detail)
         return victim is not job
 
     def release(self) -> None:
-        """Stop waiting for room (a stop was requested): `submit` queues beyond the size from now on."""
+        """A stop was requested: `submit` no longer waits for room (it queues beyond the size), and an
+        unbounded drain (`stop` with ``drain_s = inf``) becomes ``cfg.drain_s`` from now."""
         with self._cond:
             self._blocking = False
+            self._released = True
+            if math.isinf(self._drain_until) and self._stopping:
+                self._drain_until = self._clock() + self._cfg.drain_s
             self._cond.notify_all()
 
     def stop(self, drain_s: float | None = None) -> None:
-        """Stop accepting, explain waiting jobs for up to ``drain_s`` (default ``cfg.drain_s``), end the
-        rest as ``dropped(shutdown)``, join the thread. Returns within ``drain_s + cfg.stop_grace_s``
-        (plus event emission), even when the explainer hangs. Idempotent.
+        """Stop accepting, explain waiting jobs for up to ``drain_s`` (default ``cfg.drain_s``; ``inf``:
+        all of them, until `release`), end the rest as ``dropped(shutdown)``, join the thread.
+        Returns within ``drain_s + cfg.stop_grace_s`` (plus event emission), even when the explainer
+        hangs. Idempotent.
         """
         drain = self._cfg.drain_s if drain_s is None else max(0.0, drain_s)
         with self._cond:
+            if self._released and math.isinf(drain):
+                drain = self._cfg.drain_s
             first = not self._stopping
             self._accepting = False
             self._blocking = False
@@ -214,6 +235,12 @@ class ExplainWorker:
         if not thread.started:  # never started: nothing will explain the waiting jobs
             self._abandon("worker never started")
             return
+        while math.isinf(drain):  # offline end of source: every job is explained, unless `release`
+            if thread.join(0.5):
+                return
+            with self._cond:
+                if not math.isinf(self._drain_until):
+                    drain = max(0.0, self._drain_until - self._clock())
         if not thread.join(drain + self._cfg.stop_grace_s):
             log.warning(
                 "explainer %s still busy %.1f s after the drain time; its jobs end as dropped(shutdown)",
@@ -223,9 +250,10 @@ class ExplainWorker:
             self._abandon("explainer still busy at shutdown")
 
     def stats(self) -> dict[str, Any]:
-        """Counters for ``status``: queue depth, drops by reason, explained, latency p50/p95 (ms) over
-        the last ``latency_window`` explanations (None before the first), per-item prepare and
-        explainer times (p50, ms) and the mean batch size.
+        """Counters for ``status``: queue depth, drops by reason, explained, end-to-end latency p50/p95
+        (ms, offset frame in → explanation out) and queue wait p50 over the last ``latency_window``
+        explanations (None before the first), per-item prepare and explainer times (p50, ms), the
+        mean batch size, and how often and how long `submit` waited for room (back-pressure).
         """
         with self._cond:
             depth, inflight = len(self._queue), len(self._inflight)
@@ -237,6 +265,7 @@ class ExplainWorker:
                 **self._counts,
                 "dropped": dict(self._dropped),
                 "dropped_total": sum(self._dropped.values()),
+                "backpressure_s": round(self._backpressure_s, 3),
                 "latency_p50_ms": _percentile(lat, 50),  # offset frame in -> explanation out
                 "latency_p95_ms": _percentile(lat, 95),
                 "queue_ms_p50": _percentile(list(self._queue_ms), 50),
@@ -307,7 +336,7 @@ class ExplainWorker:
                 self._drop(job, "shutdown", "drain time over at shutdown")
                 continue
             age = now - job.submitted
-            if age > self._cfg.deadline_s:
+            if age > self._cfg.deadline_s and not self._offline:
                 self._drop(job, "timeout", f"waited {age:.3f} s, deadline {self._cfg.deadline_s} s")
                 continue
             job.timing = dataclasses.replace(job.timing, started=now)
