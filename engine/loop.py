@@ -11,7 +11,9 @@ one function, so their figures come from the code the users run. For every frame
    ``on_spotted(frame, face)`` (per-frame scores for plots).
 
 At the end of the frames the spotter is flushed once more. Every list of candidates the spotter
-returns goes to ``on_candidates`` on the calling thread, in the order found.
+returns goes to ``on_candidates`` on the calling thread, in the order found, each stamped with
+``decided`` (now) and ``offset_arrived`` (its offset frame's ``Frame.arrived``, when that frame is
+among the last `ARRIVALS_KEPT` and was stamped), so latency can be counted from the offset frame.
 
 >>> class Quiet:
 ...     def update(self, obs): return []
@@ -24,7 +26,9 @@ returns goes to ``on_candidates`` on the calling thread, in the order found.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -34,6 +38,7 @@ from spotting.base import Spotter
 
 FrameHook = Callable[[Frame, FaceObservation | None], None]
 FaceHook = Callable[[Frame, FaceObservation], None]
+ARRIVALS_KEPT = 4096  # frames whose arrival time is remembered (> any spotter window at 200 fps)
 
 
 @dataclass
@@ -76,19 +81,29 @@ def run_frames(
     s = LoopStats() if stats is None else stats
     start = time.perf_counter()
 
+    arrivals: OrderedDict[int, float] = OrderedDict()  # frame index -> Frame.arrived
+
     def spot(call: Callable[[], list[Candidate]]) -> None:
         t0 = time.perf_counter()
         found = call()
         s.spot_s += time.perf_counter() - t0
         if found:
             s.candidates += len(found)
-            on_candidates(found)
+            decided = time.monotonic()
+            on_candidates([
+                dataclasses.replace(c, decided=decided, offset_arrived=arrivals.get(c.offset.frame))
+                for c in found
+            ])
 
     had_face = False
     last: Frame | None = None
     with contextlib.closing(track_ahead(frames, track, depth)) as tracked:
         for frame, obs, face_s in tracked:
             s.face_s += face_s
+            if frame.arrived:
+                arrivals[frame.index] = frame.arrived
+                if len(arrivals) > ARRIVALS_KEPT:
+                    arrivals.popitem(last=False)
             if last is not None and (
                 frame.image.shape != last.image.shape or frame.t - last.t > max_gap_s
             ):  # a new resolution or an outage: judge what is open, the motion history ends here

@@ -3,13 +3,16 @@
 Built in two steps (STYLE.md): `build_pipeline(cfg)` makes every stage from the configuration;
 `Pipeline.__init__` takes ready collaborators, so tests can pass fakes. The video thread runs the
 frame loop (`engine.loop.run_frames`) and never waits on flow or explanation: candidates go to the
-worker's bounded queue; the face stage runs a few frames ahead of it on a helper thread.
+worker's bounded queue (its ``candidate`` event is published there and then); the face stage runs a
+few frames ahead of it on a helper thread. Files, folders and the demo are analysed offline: there
+the video thread waits for room in the worker's queue (back-pressure) instead of dropping.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +33,8 @@ class CandidateWorker(Protocol):
     """What the pipeline hands candidates to (`engine.explain.worker.ExplainWorker`)."""
 
     def submit(self, candidate: Candidate) -> bool: ...
+
+    def release(self) -> None: ...
 
     def stop(self, drain_s: float | None = None) -> None: ...
 
@@ -67,6 +72,10 @@ class Pipeline:
     gap between two frames' ``t`` flushes the spotter. ``run_info``: the configuration and versions
     (`engine.runinfo`), sent once in the ``run`` field of the first status event; the last status
     event carries ``final: true``, so a reader can tell a finished journal from one cut short.
+    ``offline`` (files, folders, the demo): at the end of the source the worker explains every
+    waiting candidate (no drain limit unless a stop is requested). Status events go on every
+    ``status_interval_s`` until the worker has drained; the final one's ``fps_processed`` is the
+    whole run's rate (frames / seconds of the frame loop), the others' the rate since the last one.
     """
 
     def __init__(
@@ -85,6 +94,7 @@ class Pipeline:
         clips: ClipSink | None = None,
         max_gap_s: float = 1.0,
         run_info: dict[str, Any] | None = None,
+        offline: bool = False,
     ) -> None:
         self.stream = stream
         self.frames = frames
@@ -99,6 +109,9 @@ class Pipeline:
         self.max_gap_s = max_gap_s
         self.clips = clips
         self.run_info = run_info
+        self.offline = offline
+        self._stop_requested = False
+        self._loop_s: float | None = None  # the frame loop's duration, once it ended
         self.counters = LoopStats()
         self.started = time.monotonic()
         self._status_thread = WorkerThread("status", self._status_loop)
@@ -113,6 +126,8 @@ class Pipeline:
         dt = now - last_t
         fps_processed = (frames - last_frames) / dt if dt > 0 else 0.0
         self._last = (now, frames)
+        if self._loop_s is not None:  # the frame loop ended: the whole run's rate
+            fps_processed = frames / self._loop_s if self._loop_s > 0 else 0.0
         rs = self.reader_stats()
         ws = self.worker.stats()
         return {
@@ -146,8 +161,10 @@ class Pipeline:
 
     # -- run ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
-        """Stop reading (SIGINT/SIGTERM path); frames in flight finish, then the worker drains."""
-        self._status_thread.request_stop()
+        """Stop reading (SIGINT/SIGTERM path); frames in flight finish, then the worker drains for
+        ``drain_s`` at most."""
+        self._stop_requested = True
+        self.worker.release()  # a video thread waiting for room (back-pressure) goes on
         if self.stop_reader is not None:
             self.stop_reader()
 
@@ -162,6 +179,7 @@ class Pipeline:
         if self.run_info is not None:
             self.sink.emit(status_event(self.stream, **self.status(), run=self.run_info))
         self._status_thread.start()
+        started = time.monotonic()
         try:
             run_frames(
                 self.frames,
@@ -176,11 +194,12 @@ class Pipeline:
             self.sink.emit(error_event(self.stream, "pipeline", f"{type(exc).__name__}: {exc}"))
             raise
         finally:
-            self._status_thread.request_stop()
-            self.worker.stop(self.drain_s)
+            self._loop_s = time.monotonic() - started
+            # status events go on while the worker drains (fused maps of the last candidates)
+            self.worker.stop(math.inf if self.offline and not self._stop_requested else self.drain_s)
             if self.clips is not None:
                 self.clips.close()
-            self._status_thread.join(5.0)
+            self._status_thread.stop(5.0)
             self.sink.emit(status_event(self.stream, **self.status(), final=True))
 
 
@@ -267,7 +286,10 @@ def _build(
         sink = ZmqPublisher(cfg.publish)
     closers.append(sink.close)
 
-    worker = ExplainWorker(explainer, stage, sink, cfg.explain, stream=stream).start()
+    # offline sources (file, folder, demo) never drop a candidate: the video thread waits instead
+    worker = ExplainWorker(
+        explainer, stage, sink, cfg.explain, stream=stream, block_when_full=not source.live
+    ).start()
     closers.append(worker.stop)  # no-op after the pipeline's own drain; closes the explainer
     spot_flow = flow.for_spotting(cfg.spotting.flow, cfg.spotting.flow_params)
     spotter = create_spotter(cfg.spotting, stream, fps, flow=spot_flow)
@@ -298,4 +320,5 @@ def _build(
         stop_reader=reader.stop,
         clips=clips,
         run_info=run_info(cfg.model_dump(mode="json")),
+        offline=not source.live,
     ), closers

@@ -9,7 +9,7 @@
     python -m engine.subscribe tcp://127.0.0.1:5556 --replay events.jsonl --from 1200  # ... then live
     python -m engine.subscribe tcp://edge:5556 --curve-server-key server.key --curve-client-key me.key_secret
 
-Messages follow event contract v1 (DESIGN.md): ``[topic, json]`` or ``[topic, json, png]``. The
+Messages follow event contract v2 (DESIGN.md): ``[topic, json]`` or ``[topic, json, png]``. The
 ``seq`` of consecutive messages from one publisher grows by 1, so a jump means lost messages and is
 reported as ``gap: missed N events (seq a..b)``. Gaps are tracked per ``stream`` (one engine = one
 stream), so several engines behind one `engine.proxy` each keep their own sequence; give every
@@ -419,6 +419,8 @@ def format_event(event: dict[str, Any]) -> list[str]:
             f"  {aus or 'no AUs'}",
             f"    {' '.join(str(event.get('text', '')).split())}",
         ]
+    if kind == "map":
+        return [f"{head} {cid} fused map"]
     if kind == "dropped":
         detail = event.get("detail") or ""
         return [f"{head} {cid} reason {event.get('reason', '?')}" + (f": {detail}" if detail else "")]
@@ -568,7 +570,7 @@ def run(
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m engine.subscribe", description="Print the events an engine publishes (contract v1)."
+        prog="python -m engine.subscribe", description="Print the events an engine publishes (contract v2)."
     )
     p.add_argument(
         "endpoint", nargs="?", help="the engine's --pub address, e.g. tcp://127.0.0.1:5556 (or only --replay)"

@@ -19,11 +19,13 @@ Kind = Literal["micro", "macro"]
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One decoded frame. ``image``: H×W×3 uint8 BGR."""
+    """One decoded frame. ``image``: H×W×3 uint8 BGR. ``arrived``: `time.monotonic` seconds when the
+    frame entered the engine (stamped by the reader as it queues the frame; 0.0 = not stamped)."""
 
     index: int
     t: float
     image: np.ndarray
+    arrived: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,10 @@ class Candidate:
 
     ``onset_face`` and ``apex_face`` carry the aligned crops and crop landmarks of the onset and
     apex frames, so later stages never go back to the source. ``clip`` is the path of the event
-    clip (engine/publish/clips.py) when clips are enabled, else empty.
+    clip (engine/publish/clips.py) when clips are enabled, else empty. ``offset_arrived``: when the offset
+    frame entered the engine, ``decided``: when the spotter closed the interval (both
+    `time.monotonic` seconds, stamped by the frame loop; None for a candidate made outside it).
+    Latency figures count from them (`engine.events.timing_json`).
     """
 
     candidate_id: str
@@ -76,6 +81,8 @@ class Candidate:
     onset_face: FaceObservation
     apex_face: FaceObservation
     clip: str = ""
+    offset_arrived: float | None = None
+    decided: float | None = None
 
     @property
     def duration(self) -> float:
@@ -108,7 +115,8 @@ class Evidence:
     ``flow``: H×W×2 float32 onset→apex on the aligned crop, head motion removed.
     ``fused_map``: H×W×3 uint8 BGR, the motion-enhanced colour map ((H + legend)×W×3 for the
     calibrated recipe with its legend strip). ``png``: the map encoded as
-    PNG (what is published as the third message frame).
+    PNG (what is published as the third message frame of the ``map`` event). ``flow_ms``: the
+    time the flow backend took (the rest of the stage is fusion); 0.0 when not measured.
     """
 
     candidate: Candidate
@@ -116,6 +124,7 @@ class Evidence:
     fused_map: np.ndarray
     png: bytes
     regions: tuple[RegionStat, ...]
+    flow_ms: float = 0.0
 
     def region(self, name: str) -> RegionStat | None:
         for r in self.regions:

@@ -26,11 +26,13 @@ from starlette.testclient import TestClient
 from engine.dashboard.app import Dashboard, create_app
 from engine.dashboard.state import DashboardState, render_metrics
 from engine.events import (
+    Timing,
     candidate_event,
     dropped_event,
     error_event,
     explanation_event,
     make_event,
+    map_event,
     status_event,
     topic,
 )
@@ -138,17 +140,19 @@ def test_dashboard_when_fed_by_publisher_serves_state_maps_clips_and_metrics(sto
         try:
             assert pub.wait_for_subscribers(1, 10), "the dashboard never subscribed"
             pub.emit(status_event("demo", **STATUS))
-            pub.emit(candidate_event(c1), ev1.png)
-            pub.emit(explanation_event(c1, ex1, 12.5))
-            pub.emit(candidate_event(c2), ev2.png)
+            pub.emit(candidate_event(c1))  # contract v2: when first, the map in its own event after
+            pub.emit(map_event(c1), ev1.png)
+            pub.emit(explanation_event(c1, ex1, Timing(arrived=0.0, decided=0.004).to_json(0.0125)))
+            pub.emit(candidate_event(c2))
+            pub.emit(map_event(c2), ev2.png)
             pub.emit(dropped_event(c2, "queue_full", "queue of 1 full (drop_newest)"))
             pub.emit(error_event("demo", "worker", 'bad "thing"\nhappened'))
             pub.emit(status_event("demo", **{**STATUS, "fps_in": 30.0, "queue_depth": 0}))
         finally:
             pub.close()
         events = read_journal(journal)
-        assert len(events) == 7
-        state = received(client, 7)
+        assert len(events) == 9
+        state = received(client, 9)
 
         (stream,) = state["streams"]
         assert stream["name"] == "demo" and stream["session"] == 1 and stream["gaps"] == []
@@ -163,8 +167,9 @@ def test_dashboard_when_fed_by_publisher_serves_state_maps_clips_and_metrics(sto
         assert v1["candidate"]["onset"] == {"frame": c1.onset.frame, "t": round(c1.onset.t, 6)}
         assert [(a["au"], a["name"]) for a in v1["explanation"]["aus"]] == [(a.au, a.name) for a in ex1.aus]
         assert v1["explanation"]["text"] == ex1.text and v1["explanation"]["latency_ms"] == 12.5
-        assert v2["dropped"] == {"seq": 4, "time": events[4]["time"], "reason": "queue_full",
-                                 "detail": "queue of 1 full (drop_newest)"}
+        assert v1["explanation"]["timing_ms"]["since_decision"] == 8.5
+        assert v2["dropped"] == {"seq": 6, "time": events[6]["time"], "reason": "queue_full",
+                                 "detail": "queue of 1 full (drop_newest)", "latency_ms": None}
 
         # The fused maps come back byte-identical; nothing else is served as a map.
         for c, ev in ((c1, ev1), (c2, ev2)):
@@ -202,6 +207,8 @@ def test_dashboard_when_fed_by_publisher_serves_state_maps_clips_and_metrics(sto
             by_reason = (*lab[:1], ("reason", reason), *lab[1:])
             assert samples[("mellm_dropped_total", by_reason)] == reasons[reason]
         assert samples[("mellm_seq_gaps_total", lab)] == 0
+        for q in ("0.5", "0.95"):  # the end-to-end latency of the one explanation
+            assert samples[("mellm_latency_ms", (*lab[:1], ("quantile", q), *lab[1:]))] == 12.5
         assert samples[("mellm_messages_total", (("endpoint", endpoint),))] == len(events)
         last = events[-1]
         for name, key in (("mellm_fps_in", "fps_in"), ("mellm_fps_processed", "fps_processed"),
@@ -293,8 +300,9 @@ def test_dashboard_events_when_engine_publishes_pushes_updates_to_an_open_page(s
                     assert json.loads(line[5:])["kind"] == "hello"
                     break
             pub.emit(status_event("demo", **STATUS))
-            pub.emit(candidate_event(c1), ev1.png)
-            pub.emit(explanation_event(c1, ex1, 3.0))
+            pub.emit(candidate_event(c1))
+            pub.emit(map_event(c1), ev1.png)
+            pub.emit(explanation_event(c1, ex1, Timing(arrived=0.0, decided=0.0).to_json(0.003)))
             for line in lines:
                 if line.startswith("data:"):
                     got.append(json.loads(line[5:]))
@@ -307,9 +315,9 @@ def test_dashboard_events_when_engine_publishes_pushes_updates_to_an_open_page(s
     streams = [u["stream"] for u in got if u["kind"] == "stream"]
     assert streams[0]["status"]["fps_in"] == STATUS["fps_in"]
     cands = [u["candidate"] for u in got if u["kind"] == "candidate"]
-    assert [c["outcome"] for c in cands] == [None, "explanation"]
-    assert cands[0]["map_url"] == f"/maps/{c1.candidate_id}.png"
-    assert cands[1]["rev"] > cands[0]["rev"]
+    assert [c["outcome"] for c in cands] == [None, None, "explanation"]  # candidate, map, explanation
+    assert cands[0]["map_url"] is None and cands[1]["map_url"] == f"/maps/{c1.candidate_id}.png"
+    assert cands[2]["rev"] > cands[1]["rev"] > cands[0]["rev"]
     assert not thread.is_alive(), "uvicorn did not stop with an open event stream"
 
 

@@ -67,7 +67,7 @@ def test_demo_end_to_end_with_subscriber(tmp_path: Path) -> None:
     # seq: +1 per message, no gap
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    assert all(e["schema"] == "mellm.event/1" for e in events)
+    assert all(e["schema"] == "mellm.event/2" for e in events)
     types = {e["type"] for e in events}
     assert {"candidate", "explanation", "status"} <= types
     assert events[-1]["type"] == "status"

@@ -4,6 +4,7 @@ flushes, the order of events, shutdown, and every candidate ending exactly once.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,6 +71,9 @@ class Worker:
         self.submitted.append(c.candidate_id)
         return True
 
+    def release(self) -> None:
+        pass
+
     def stop(self, drain_s: float | None = None) -> None:
         self.stopped.append(drain_s)
 
@@ -86,7 +90,7 @@ class Sink:
     def emit(self, event: dict[str, Any], png: bytes | None = None) -> None:
         with self._lock:
             self.events.append(event)
-            if event["type"] == "candidate":
+            if event["type"] in ("candidate", "map"):
                 self.pngs[event["candidate_id"]] = png
 
     def close(self) -> None:
@@ -204,7 +208,7 @@ def test_pipeline_with_the_explain_worker_ends_every_candidate_once_after_its_ca
     # spotter, the source ends at frame 39): it holds one, its queue one, the other four are dropped
     assert reasons.count("queue_full") >= 4 and set(reasons) <= {"queue_full"}
     explained = [e["candidate_id"] for e in ends if e["type"] == "explanation"]
-    assert explained and all(sink.pngs[cid] == cid.encode() for cid in explained)  # the stage's map
+    assert explained and all(sink.pngs[cid] == cid.encode() for cid in explained)  # the stage's map event
     assert sink.events[-1]["type"] == "status" and sink.events[-1]["candidates"] == len(ids)
 
 
@@ -248,3 +252,47 @@ def test_pipeline_when_the_tracker_raises_then_error_event_worker_drained_and_er
     assert sink.events[0]["where"] == "pipeline" and "landmarker died" in sink.events[0]["message"]
     assert spotter.calls == ["update 0", "update 1", "update 2"]  # no flush after a failure
     assert worker.stopped == [30.0]
+
+
+def test_pipeline_status_keeps_its_interval_while_the_flow_drains_and_the_final_rate_is_the_runs() -> None:
+    """Status events used to stop while the worker drained the last fused maps after the source ended
+    (issue #24.7), and the final fps_processed was the rate over that drain. The stage here is the
+    real OpenCV TV-L1 on 256x256 pairs (the default flow, which holds no GIL while it runs)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    a = cv2.GaussianBlur(rng.integers(0, 255, (256, 256), dtype=np.uint8), (0, 0), 3)
+    b = np.roll(a, 1, axis=1)
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create() if hasattr(cv2, "optflow") else None
+    runs = []
+
+    def slow_stage(c: Candidate) -> Evidence:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.0:  # at least 1 s of real flow per candidate
+            if tvl1 is not None:
+                tvl1.calc(a, b, None)
+            else:
+                cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 5, 15, 10, 7, 1.5, 0)
+        runs.append(time.monotonic() - t0)
+        return evidence(c)
+
+    sink = Sink()
+    cfg = ExplainConfig(queue_size=4, batch_size=1)
+    open_gate = threading.Event()
+    open_gate.set()
+    worker = ExplainWorker(Explainer(open_gate), slow_stage, sink, cfg, stream="test").start()
+    p = Pipeline(
+        stream="test", frames=[frame(i) for i in range(60)], track=tracker(), spotter=Spotter(fire={5, 10}),
+        worker=worker, sink=sink, reader_stats=lambda: {}, status_interval_s=0.25, offline=True,
+    )
+    p.run()
+    statuses = [e for e in sink.events if e["type"] == "status"]
+    times = [e["time"] for e in statuses]
+    gaps = np.diff(times)
+    assert len(runs) == 3 and sum(runs) >= 3.0  # u5, u10 and the final flush: >= 3 s of draining
+    assert len(statuses) >= 3.0 / 0.25 - 2 and gaps.max() < 0.25 + 0.5, gaps.round(3).tolist()
+    final = statuses[-1]
+    assert final["final"] is True and final["frames"] == 60
+    loop_rate = 60 / p._loop_s
+    assert final["fps_processed"] == pytest.approx(loop_rate, rel=1e-3)
+    assert final["fps_processed"] > 3 * 60 / final["uptime_s"]  # the loop's rate, not diluted by the drain

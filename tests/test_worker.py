@@ -7,6 +7,7 @@ queue fills deterministically), sleep, raise, or hang. Every test checks the acc
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Sequence
@@ -96,8 +97,11 @@ class RecordingSink:
         }
 
     def png_of(self, cid: str) -> bytes | None:
+        """The fused map of ``cid``'s ``map`` event (None without one); the candidate event has none."""
         with self.lock:
-            return next(p for e, p in self.events if e["type"] == "candidate" and e["candidate_id"] == cid)
+            cand = next(p for e, p in self.events if e["type"] == "candidate" and e["candidate_id"] == cid)
+            assert cand is None
+            return next((p for e, p in self.events if e["type"] == "map" and e["candidate_id"] == cid), None)
 
 
 class GateExplainer:
@@ -207,7 +211,7 @@ def test_worker_when_jobs_outlive_their_deadline() -> None:
     assert "1.500 s" in detail and "deadline 1.0 s" in detail
     assert sink.png_of("c1") is None
     lat = {e["candidate_id"]: e["latency_ms"] for e in sink.of("explanation")}
-    assert lat == {"c0": 2000.0, "c3": 0.0}  # candidate published at t=0 resp. t=2, explained at t=2
+    assert lat == {"c0": 2000.0, "c3": 800.0}  # submitted (decided) at t=0 resp. t=1.2, explained at t=2
 
 
 def test_worker_when_the_explainer_raises() -> None:
@@ -233,7 +237,7 @@ def test_worker_when_the_explainer_raises() -> None:
     assert "RuntimeError: CUDA out of memory" in errors[0]["message"]
     types = [(e["type"], e.get("candidate_id")) for e in sink.all()]
     i = types.index(("error", None))
-    assert types[i - 1] == ("candidate", "c1") and types[i + 1] == ("dropped", "c1")
+    assert types[i - 1] == ("map", "c1") and types[i + 1] == ("dropped", "c1")
     assert w.stats()["errors"] == 2 and w.stats()["dropped"] == {
         "queue_full": 0,
         "timeout": 1,
@@ -346,19 +350,27 @@ def test_worker_when_warmup_fails_it_still_explains() -> None:
     assert sink.outcome() == {"c0": "explanation"}
 
 
-def test_worker_latency_is_candidate_event_to_explanation_event() -> None:
+def test_worker_timing_counts_from_the_offset_frame_and_adds_up() -> None:
     def slow_prepare(c: Candidate) -> Evidence:
-        time.sleep(0.05)  # flow + fusion: not part of the explanation latency
+        time.sleep(0.05)  # flow + fusion: part of the latency now
         return prepare(c)
 
     sink = RecordingSink()
     w = ExplainWorker(GateExplainer(delay=0.03, open_gate=True), slow_prepare, sink, cfg()).start()
-    w.submit(candidate("c0"))
+    now = time.monotonic()
+    w.submit(dataclasses.replace(candidate("c0"), offset_arrived=now - 0.2, decided=now - 0.1))
     w.stop()
     (e,) = sink.of("explanation")
-    cand = sink.of("candidate")[0]
-    assert 30.0 <= e["latency_ms"] <= 1000 * (e["time"] - cand["time"]) + 5
-    assert w.stats()["prepare_ms_p50"] >= 50.0
+    types = [ev["type"] for ev in sink.all()]
+    assert types == ["candidate", "map", "explanation"]  # when, then the map, then what
+    t = e["timing_ms"]
+    assert e["latency_ms"] == t["since_offset"] >= 200 + 50 + 30
+    assert 99.0 <= t["spotter"] <= 101.0
+    assert t["since_offset"] - t["since_decision"] == pytest.approx(t["spotter"], abs=0.01)
+    assert t["flow"] == 0.0 and t["fusion"] >= 50.0 and t["explain"] >= 30.0  # a fake stage: no flow measured
+    parts = t["queue"] + t["flow"] + t["fusion"] + t["explain"]
+    assert parts <= t["since_decision"] <= parts + 20.0
+    assert w.stats()["latency_p50_ms"] == e["latency_ms"] and w.stats()["prepare_ms_p50"] >= 50.0
 
 
 def test_worker_stats_with_the_rules_explainer() -> None:

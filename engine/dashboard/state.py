@@ -1,7 +1,7 @@
 """The dashboard's memory: what it has heard from each engine, bounded so it never grows.
 
 `DashboardState.ingest` is called by one subscriber thread per endpoint with every message of
-event contract v1 (DESIGN.md); the web side reads views (`snapshot`, `stream_view`,
+event contract v2 (DESIGN.md); the web side reads views (`snapshot`, `stream_view`,
 `candidate_view`) and the Prometheus text (`metrics_text`). Everything is behind one lock.
 
 What is kept, and its bound:
@@ -42,7 +42,7 @@ from typing import Any
 from engine.events import DROP_REASONS
 from engine.subscribe import SeqTracker
 
-#: The health figures of a ``status`` event (contract v1), in display order.
+#: The health figures of a ``status`` event (contract v2), in display order.
 STATUS_FIGURES: tuple[str, ...] = (
     "fps_in",
     "fps_processed",
@@ -105,6 +105,9 @@ class CandidateRecord:
     rev: int = 0
 
 
+LATENCY_WINDOW = 256  # explanations whose latency /metrics summarises, per stream
+
+
 @dataclass
 class StreamState:
     """One engine stream (the ``stream`` field of its events)."""
@@ -130,6 +133,8 @@ class StreamState:
     gaps: deque[dict[str, Any]] = field(default_factory=deque)
     restart_times: deque[dict[str, Any]] = field(default_factory=deque)
     rev: int = 0
+    #: end-to-end latency (``latency_ms``: offset frame in -> explanation out) of the last explanations
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
 
 @dataclass
@@ -238,7 +243,7 @@ class DashboardState:
                 st.history.append((now, st.session, {
                     k: v for k in STATUS_FIGURES if (v := _number(event.get(k))) is not None
                 }))
-            elif kind in ("candidate", "explanation", "dropped"):
+            elif kind in ("candidate", "map", "explanation", "dropped"):
                 cid = safe_id(event.get("candidate_id"))
                 if cid is not None:
                     updates.extend(self._candidate_event(kind, cid, event, png, st, now))
@@ -246,7 +251,9 @@ class DashboardState:
                     st.candidates += 1
                 elif kind == "explanation":
                     st.explanations += 1
-                else:
+                    if (lat := _number(event.get("latency_ms"))) is not None:
+                        st.latencies.append(lat)
+                elif kind == "dropped":
                     st.dropped[str(event.get("reason", "unknown"))] += 1
             elif kind == "error":
                 st.errors += 1
@@ -353,6 +360,10 @@ class DashboardState:
                 updates.append({"kind": "evict", "candidate_id": old_id})
         if kind == "candidate":
             rec.candidate = event
+            rec.png = png if png is not None else rec.png
+        elif kind == "map":  # contract v2: the fused map follows the candidate in its own event
+            if png is None:
+                return updates
             rec.png = png
         else:
             rec.outcome = event
@@ -382,14 +393,15 @@ class DashboardState:
         if o is not None and o.get("type") == "explanation":
             clip = clip_file_name(rec.candidate_id, o)
             view["outcome"] = "explanation"
-            keys = ("seq", "time", "aus", "emotion", "emotion_detail", "text", "explainer", "latency_ms")
+            keys = ("seq", "time", "aus", "emotion", "emotion_detail", "text", "explainer", "latency_ms",
+                    "timing_ms")
             view["explanation"] = {k: o.get(k) for k in keys}
             view["clip"] = clip
             view["clip_url"] = f"/clips/{rec.candidate_id}.mp4" if clip else None
             view["clip_video_url"] = f"/clips/{rec.candidate_id}.webm" if clip else None
         elif o is not None:
             view["outcome"] = "dropped"
-            view["dropped"] = {k: o.get(k) for k in ("seq", "time", "reason", "detail")}
+            view["dropped"] = {k: o.get(k) for k in ("seq", "time", "reason", "detail", "latency_ms")}
         return view
 
     def _stream_view(self, st: StreamState, now: float) -> dict[str, Any]:
@@ -508,6 +520,18 @@ def render_metrics(
     _family(lines, "mellm_session", "gauge", "Engine session of the stream (1 + restarts seen).", [
         ({"stream": st.name, "endpoint": st.endpoint}, st.session) for st in streams
     ])
+    latency = []
+    for st in streams:
+        if st.latencies:
+            values = sorted(st.latencies)
+            for q in (0.5, 0.95):
+                labels = {"stream": st.name, "endpoint": st.endpoint, "quantile": str(q)}
+                pos = q * (len(values) - 1)  # linear interpolation between ranks, as numpy's default
+                lo, hi = values[math.floor(pos)], values[math.ceil(pos)]
+                latency.append((labels, round(lo + (hi - lo) * (pos - math.floor(pos)), 3)))
+    _family(lines, "mellm_latency_ms", "gauge",
+            f"End-to-end latency (offset frame in -> explanation out) over the last {LATENCY_WINDOW} "
+            "explanations, by quantile.", latency)
     per_stream = (
         ("mellm_candidates_total", "Candidate events received.", lambda st: st.candidates),
         ("mellm_explanations_total", "Explanation events received.", lambda st: st.explanations),
@@ -534,7 +558,7 @@ def render_metrics(
         ])
     per_endpoint = (
         ("mellm_messages_total", "Messages received from the endpoint.", lambda e: e.messages),
-        ("mellm_malformed_messages_total", "Messages skipped as not contract v1.", lambda e: e.malformed),
+        ("mellm_malformed_messages_total", "Messages skipped as malformed.", lambda e: e.malformed),
         ("mellm_handshake_failures_total", "CURVE handshakes with the endpoint that failed (wrong keys or "
          "a publisher without CURVE): nothing from it is received.", lambda e: e.handshake_failures),
     )

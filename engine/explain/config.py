@@ -71,8 +71,12 @@ class ExplainConfig(BaseModel):
 
     name: str = Field("rules", description="explainer: rules, vlm, llm, openai")
     queue_size: int = Field(16, ge=1, description="candidates waiting for explanation")
-    policy: Literal["drop_newest", "drop_oldest"] = Field("drop_oldest", description="full queue policy")
-    deadline_s: float = Field(30.0, gt=0, description="a job older than this is dropped (reason timeout)")
+    policy: Literal["drop_newest", "drop_oldest"] = Field(
+        "drop_oldest", description="full queue policy of live sources (files, folders, the demo wait)"
+    )
+    deadline_s: float = Field(
+        30.0, gt=0, description="live sources: a job older than this is dropped (timeout)"
+    )
     batch_size: int = Field(1, ge=1, description="explain up to this many waiting jobs at once")
     drain_s: float = Field(30.0, ge=0, description="at shutdown, finish waiting jobs for at most this long")
     stop_grace_s: float = Field(

@@ -1,15 +1,19 @@
 """The asynchronous explanation worker: a thread behind a bounded queue, so no model ever blocks video.
 
-The video thread calls `ExplainWorker.submit` (never blocks). The worker thread takes up to
-``batch_size`` waiting jobs, runs the ``stage`` on each (`engine.fusion.EvidenceStage`: flow +
-fusion → `Evidence`), publishes the ``candidate`` event with the fused map, hands the batch to the
-explainer and publishes one ``explanation`` per candidate. Every candidate ends in exactly one
-``explanation`` or one ``dropped`` event, always after its ``candidate`` event (event contract v1,
-DESIGN.md):
+The video thread calls `ExplainWorker.submit`, which publishes the ``candidate`` event at once (the
+subscriber learns *when* as soon as the spotter decides) and queues the job. The worker thread takes
+up to ``batch_size`` waiting jobs, runs the ``stage`` on each (`engine.fusion.EvidenceStage`: flow +
+fusion → `Evidence`), publishes a ``map`` event with the fused map, hands the batch to the explainer
+and publishes one ``explanation`` per candidate. Every candidate ends in exactly one
+``explanation`` or one ``dropped`` event, always after its ``candidate`` event and its ``map`` event,
+if any (event contract v2, DESIGN.md); both carry ``timing_ms`` (`engine.events.Timing`):
 
-- queue full: ``drop_newest`` drops the submitted job, ``drop_oldest`` the oldest waiting one →
-  ``candidate`` (no map) + ``dropped(queue_full)``, on the caller's thread, at once;
-- a job older than ``deadline_s`` (since submit) when dequeued → ``dropped(timeout)``;
+- queue full, ``block_when_full`` (files, folders, the demo: analysed offline): `submit` waits for
+  room (back-pressure on the video thread) until `release` or `stop`; otherwise ``drop_newest`` drops
+  the submitted job, ``drop_oldest`` the oldest waiting one → ``dropped(queue_full)``, on the
+  caller's thread, at once;
+- a job older than ``deadline_s`` (since it was queued) when dequeued → ``dropped(timeout)`` (not
+  with ``block_when_full``: offline, a job waits for its turn);
 - the stage or the explainer raising → ``error`` (where ``flow`` / ``explain``) + ``dropped(error)``
   for each affected job (``dropped(timeout)`` when the explainer raised `TimeoutError`); the worker
   lives on;
@@ -37,8 +41,10 @@ child process (`ProcessExplainer`) that is killed when a call overruns ``timeout
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
+import math
 import multiprocessing as mp
 import threading
 import time
@@ -52,10 +58,12 @@ import numpy as np
 from engine.events import (
     DROP_REASONS,
     EventSink,
+    Timing,
     candidate_event,
     dropped_event,
     error_event,
     explanation_event,
+    map_event,
 )
 from engine.explain.base import Explainer
 from engine.explain.config import ExplainConfig
@@ -68,12 +76,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class _Job:
-    """One submitted candidate; ``lock`` guards ``announced_at``/``finished`` across threads."""
+    """One submitted candidate; ``lock`` guards ``announced``/``finished`` across threads.
+
+    ``submitted``: when it was queued (the deadline counts from there); ``timing``: the candidate's
+    stamps (``decided`` = the submit time when the frame loop did not stamp it), then the worker's.
+    """
 
     candidate: Candidate
     submitted: float
+    timing: Timing
     lock: threading.Lock = field(default_factory=threading.Lock)
-    announced_at: float | None = None
+    announced: bool = False
     finished: bool = False
 
 
@@ -87,8 +100,9 @@ class ExplainWorker:
     ``explainer``: any `Explainer` (the worker calls ``warmup`` once at start and ``close`` when its
     thread ends). ``stage``: candidate → evidence (flow + fusion, may take ~0.5 s; runs on the
     worker thread). ``sink``: where events go (thread-safe ``emit``). ``clock``: seconds, for
-    deadlines, drain time and latencies (injectable for tests). ``stream``: the stream name of
-    events not tied to a candidate (a failed warm-up).
+    deadlines, drain time and latencies (injectable for tests; the candidates' own stamps are
+    `time.monotonic`). ``stream``: the stream name of events not tied to a candidate (a failed
+    warm-up). ``block_when_full``: `submit` waits for room instead of dropping (offline sources).
     """
 
     def __init__(
@@ -100,6 +114,7 @@ class ExplainWorker:
         clock: Callable[[], float] = time.monotonic,
         *,
         stream: str = "main",
+        block_when_full: bool = False,
     ) -> None:
         self._explainer = explainer
         self._stage = stage
@@ -111,13 +126,20 @@ class ExplainWorker:
         self._queue: deque[_Job] = deque()
         self._inflight: list[_Job] = []
         self._accepting = True
+        self._blocking = block_when_full
+        self._offline = block_when_full  # no deadline: a job waits for its turn however long
+        self._released = False
         self._stopping = False
         self._drain_until = float("inf")
         self._thread = WorkerThread("explain-worker", self._run, on_end=self._end)
         self._stats_lock = threading.Lock()
-        self._counts: dict[str, int] = {"submitted": 0, "explained": 0, "errors": 0, "batches": 0}
+        self._counts: dict[str, int] = {
+            "submitted": 0, "explained": 0, "errors": 0, "batches": 0, "backpressure_waits": 0
+        }
+        self._backpressure_s = 0.0  # the video thread's total wait for room (block_when_full)
         self._dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._latency_ms: deque[float] = deque(maxlen=cfg.latency_window)
+        self._queue_ms: deque[float] = deque(maxlen=cfg.latency_window)
         self._prepare_ms: deque[float] = deque(maxlen=cfg.latency_window)
         self._explain_ms: deque[float] = deque(maxlen=cfg.latency_window)
         self._batch_sizes: deque[int] = deque(maxlen=cfg.latency_window)
@@ -135,42 +157,76 @@ class ExplainWorker:
         self.stop()
 
     def submit(self, candidate: Candidate) -> bool:
-        """Queue ``candidate`` for explanation; never blocks. False when it was dropped at once.
+        """Publish ``candidate``'s event and queue it for explanation. False when it was dropped at once.
 
-        With a full queue, ``drop_newest`` drops ``candidate`` and ``drop_oldest`` the oldest waiting
-        job (then True); each drop publishes ``candidate`` + ``dropped(queue_full)`` right here.
+        With a full queue: with ``block_when_full`` wait for room (until `release`, `stop`, or the
+        worker thread ending); else ``drop_newest`` drops ``candidate`` and ``drop_oldest`` the oldest
+        waiting job (then True); each drop publishes ``dropped(queue_full)`` right here.
         """
-        job = _Job(candidate, self._clock())
+        now = self._clock()
+        decided = now if candidate.decided is None else candidate.decided
+        arrived = decided if candidate.offset_arrived is None else candidate.offset_arrived
+        job = _Job(candidate, now, Timing(arrived=arrived, decided=decided))
+        self._announce(job)
         victim: _Job | None = None
         reason, detail = "queue_full", ""
+        waited_s = 0.0
         with self._cond:
+            if self._blocking and len(self._queue) >= self._cfg.queue_size:
+                t0 = time.perf_counter()
+                while (
+                    self._blocking
+                    and self._accepting
+                    and len(self._queue) >= self._cfg.queue_size
+                    and (self._thread.alive or not self._thread.started)
+                ):
+                    self._cond.wait(0.25)  # bounded: the worker notifies when it takes jobs
+                waited_s = time.perf_counter() - t0
+            job.submitted = self._clock()
             if not self._accepting:
                 victim, reason, detail = job, "shutdown", "submitted after the worker stopped"
-            elif len(self._queue) >= self._cfg.queue_size:
+            elif len(self._queue) >= self._cfg.queue_size and not self._blocking:
                 detail = f"queue of {self._cfg.queue_size} full ({self._cfg.policy})"
                 if self._cfg.policy == "drop_newest":
                     victim = job
                 else:
                     victim = self._queue.popleft()
                     self._queue.append(job)
-            else:
+            else:  # room, or blocking released (a stop is coming: the drain decides)
                 self._queue.append(job)
-            self._cond.notify()
+            self._cond.notify_all()
         with self._stats_lock:
             self._counts["submitted"] += 1
+            if waited_s:
+                self._counts["backpressure_waits"] += 1
+                self._backpressure_s += waited_s
         if victim is not None:
             self._drop(victim, reason, detail)
         return victim is not job
 
+    def release(self) -> None:
+        """A stop was requested: `submit` no longer waits for room (it queues beyond the size), and an
+        unbounded drain (`stop` with ``drain_s = inf``) becomes ``cfg.drain_s`` from now."""
+        with self._cond:
+            self._blocking = False
+            self._released = True
+            if math.isinf(self._drain_until) and self._stopping:
+                self._drain_until = self._clock() + self._cfg.drain_s
+            self._cond.notify_all()
+
     def stop(self, drain_s: float | None = None) -> None:
-        """Stop accepting, explain waiting jobs for up to ``drain_s`` (default ``cfg.drain_s``), end the
-        rest as ``dropped(shutdown)``, join the thread. Returns within ``drain_s + cfg.stop_grace_s``
-        (plus event emission), even when the explainer hangs. Idempotent.
+        """Stop accepting, explain waiting jobs for up to ``drain_s`` (default ``cfg.drain_s``; ``inf``:
+        all of them, until `release`), end the rest as ``dropped(shutdown)``, join the thread.
+        Returns within ``drain_s + cfg.stop_grace_s`` (plus event emission), even when the explainer
+        hangs. Idempotent.
         """
         drain = self._cfg.drain_s if drain_s is None else max(0.0, drain_s)
         with self._cond:
+            if self._released and math.isinf(drain):
+                drain = self._cfg.drain_s
             first = not self._stopping
             self._accepting = False
+            self._blocking = False
             self._stopping = True
             if first:
                 self._drain_until = self._clock() + drain
@@ -179,6 +235,12 @@ class ExplainWorker:
         if not thread.started:  # never started: nothing will explain the waiting jobs
             self._abandon("worker never started")
             return
+        while math.isinf(drain):  # offline end of source: every job is explained, unless `release`
+            if thread.join(0.5):
+                return
+            with self._cond:
+                if not math.isinf(self._drain_until):
+                    drain = max(0.0, self._drain_until - self._clock())
         if not thread.join(drain + self._cfg.stop_grace_s):
             log.warning(
                 "explainer %s still busy %.1f s after the drain time; its jobs end as dropped(shutdown)",
@@ -188,9 +250,10 @@ class ExplainWorker:
             self._abandon("explainer still busy at shutdown")
 
     def stats(self) -> dict[str, Any]:
-        """Counters for ``status``: queue depth, drops by reason, explained, latency p50/p95 (ms) over
-        the last ``latency_window`` explanations (None before the first), per-item prepare and
-        explainer times (p50, ms) and the mean batch size.
+        """Counters for ``status``: queue depth, drops by reason, explained, end-to-end latency p50/p95
+        (ms, offset frame in → explanation out) and queue wait p50 over the last ``latency_window``
+        explanations (None before the first), per-item prepare and explainer times (p50, ms), the
+        mean batch size, and how often and how long `submit` waited for room (back-pressure).
         """
         with self._cond:
             depth, inflight = len(self._queue), len(self._inflight)
@@ -202,8 +265,10 @@ class ExplainWorker:
                 **self._counts,
                 "dropped": dict(self._dropped),
                 "dropped_total": sum(self._dropped.values()),
-                "latency_p50_ms": _percentile(lat, 50),
+                "backpressure_s": round(self._backpressure_s, 3),
+                "latency_p50_ms": _percentile(lat, 50),  # offset frame in -> explanation out
                 "latency_p95_ms": _percentile(lat, 95),
+                "queue_ms_p50": _percentile(list(self._queue_ms), 50),
                 "prepare_ms_p50": _percentile(list(self._prepare_ms), 50),
                 "explain_ms_p50": _percentile(list(self._explain_ms), 50),
                 "mean_batch": round(float(np.mean(self._batch_sizes)), 3) if self._batch_sizes else None,
@@ -225,6 +290,7 @@ class ExplainWorker:
                 n = min(self._cfg.batch_size, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(n)]
                 self._inflight = batch
+                self._cond.notify_all()  # room for a submitter waiting (block_when_full)
             try:
                 self._process(batch)
             except Exception as exc:  # a bug here must not kill the worker or lose the jobs
@@ -270,22 +336,25 @@ class ExplainWorker:
                 self._drop(job, "shutdown", "drain time over at shutdown")
                 continue
             age = now - job.submitted
-            if age > self._cfg.deadline_s:
+            if age > self._cfg.deadline_s and not self._offline:
                 self._drop(job, "timeout", f"waited {age:.3f} s, deadline {self._cfg.deadline_s} s")
                 continue
+            job.timing = dataclasses.replace(job.timing, started=now)
             t0 = time.perf_counter()
             try:
                 evidence = self._stage(job.candidate)
             except Exception as exc:
                 log.warning("prepare failed for candidate %s: %s", job.candidate.candidate_id, exc)
                 msg = f"candidate {job.candidate.candidate_id}: {type(exc).__name__}: {exc}"
-                self._announce(job, None)
                 self._error(job.candidate.stream, "flow", msg)
                 self._drop(job, "error", f"flow: {type(exc).__name__}: {exc}")
                 continue
+            stage_s = time.perf_counter() - t0
+            flow_s = min(stage_s, evidence.flow_ms / 1000)
+            job.timing = dataclasses.replace(job.timing, flow_s=flow_s, fusion_s=stage_s - flow_s)
             with self._stats_lock:
-                self._prepare_ms.append(1000 * (time.perf_counter() - t0))
-            self._announce(job, evidence.png)
+                self._prepare_ms.append(1000 * stage_s)
+            self._publish_map(job, evidence.png)
             ready.append((job, evidence))
         if not ready:
             return
@@ -305,9 +374,13 @@ class ExplainWorker:
             stream = ready[0][0].candidate.stream
             self._error(stream, "explain", f"{type(exc).__name__}: {exc}")
             for job, _ in ready:
+                job.timing = dataclasses.replace(job.timing, explain_s=time.perf_counter() - t0)
                 self._drop(job, reason, f"explain: {type(exc).__name__}: {exc}")
             return
-        per_item_ms = 1000 * (time.perf_counter() - t0) / len(ready)
+        explain_s = time.perf_counter() - t0
+        per_item_ms = 1000 * explain_s / len(ready)
+        for job, _ in ready:
+            job.timing = dataclasses.replace(job.timing, explain_s=explain_s)
         with self._stats_lock:
             self._counts["batches"] += 1
             self._batch_sizes.append(len(ready))
@@ -322,36 +395,43 @@ class ExplainWorker:
         except Exception:
             log.exception("event sink failed on a %s event", event.get("type"))
 
-    def _announce(self, job: _Job, png: bytes | None) -> None:
-        """Publish the job's candidate event once (with the fused map when there is one)."""
+    def _announce(self, job: _Job) -> None:
+        """Publish the job's candidate event (once, first)."""
         with job.lock:
-            if job.announced_at is None and not job.finished:
-                self._emit(candidate_event(job.candidate), png)
-                job.announced_at = self._clock()
+            if not job.announced and not job.finished:
+                self._emit(candidate_event(job.candidate))
+                job.announced = True
+
+    def _publish_map(self, job: _Job, png: bytes) -> None:
+        """Publish the job's fused map (a ``map`` event) unless the job already ended."""
+        with job.lock:
+            if job.announced and not job.finished and png:
+                self._emit(map_event(job.candidate), png)
 
     def _drop(self, job: _Job, reason: str, detail: str) -> None:
         """End ``job`` with ``dropped(reason)``, after its candidate event; no-op if it already ended."""
         with job.lock:
             if job.finished:
                 return
-            if job.announced_at is None:
+            if not job.announced:
                 self._emit(candidate_event(job.candidate))
-                job.announced_at = self._clock()
-            self._emit(dropped_event(job.candidate, reason, detail))
+                job.announced = True
+            self._emit(dropped_event(job.candidate, reason, detail, job.timing.to_json(self._clock())))
             job.finished = True
         with self._stats_lock:
             self._dropped[reason] += 1
 
     def _explained(self, job: _Job, explanation: Explanation) -> None:
         with job.lock:
-            if job.finished or job.announced_at is None:
+            if job.finished or not job.announced:
                 return
-            latency_ms = 1000 * (self._clock() - job.announced_at)
-            self._emit(explanation_event(job.candidate, explanation, latency_ms))
+            timing = job.timing.to_json(self._clock())
+            self._emit(explanation_event(job.candidate, explanation, timing))
             job.finished = True
         with self._stats_lock:
             self._counts["explained"] += 1
-            self._latency_ms.append(latency_ms)
+            self._latency_ms.append(float(timing["since_offset"] or 0.0))
+            self._queue_ms.append(float(timing["queue"] or 0.0))
 
     def _error(self, stream: str, where: str, message: str) -> None:
         self._emit(error_event(stream, where, message))

@@ -10,7 +10,9 @@ optional hook that receives each fused map (the clip recorder's side panel).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -42,10 +44,34 @@ class FlowFusionStage:
         self.on_map = on_map
 
     def __call__(self, candidate: Candidate) -> Evidence:
-        evidence = build_evidence(candidate, self.backend, self.fusion)
+        timed = _TimedFlow(self.backend)
+        evidence = build_evidence(candidate, timed, self.fusion)
         if self.on_map is not None:
             self.on_map(candidate.candidate_id, evidence.fused_map)
-        return evidence
+        return dataclasses.replace(evidence, flow_ms=1000 * timed.seconds)
+
+
+class _TimedFlow:
+    """``backend`` with the seconds its calls took added up (``Evidence.flow_ms``: flow vs fusion)."""
+
+    def __init__(self, backend: FlowBackend) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.seconds = 0.0
+
+    def compute(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            return self.backend.compute(prev, next)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def compute_batch(self, prevs: Sequence[np.ndarray], nexts: Sequence[np.ndarray]) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            return self.backend.compute_batch(prevs, nexts)
+        finally:
+            self.seconds += time.perf_counter() - t0
 
 
 def build_stage(

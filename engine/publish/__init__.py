@@ -1,4 +1,4 @@
-"""The publish stage: events out over ZeroMQ (XPUB, contract v1) and into the JSON-lines journal.
+"""The publish stage: events out over ZeroMQ (XPUB, contract v2) and into the JSON-lines journal.
 
 >>> from engine.publish import ZmqPublisher, PublishConfig  # doctest: +SKIP
 """

@@ -1,6 +1,6 @@
 """The ZeroMQ publisher: one thread owns the socket, stamps ``seq``, journals, and sends.
 
-Event contract v1 (DESIGN.md): every message is ``[topic, json]`` or ``[topic, json, png]`` with
+Event contract v2 (DESIGN.md): every message is ``[topic, json]`` or ``[topic, json, png]`` with
 ``topic = mellm.<type>.<stream>``. The JSON text is serialised once by the publisher thread and the
 same text is the journal line, so both are byte-identical.
 
@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Event types that may be counted lost when ``emit`` has waited ``emit_timeout_s`` on a full queue.
 #: Every other type (explanation, dropped, error) is always queued: each closes a candidate's story.
-LOSSABLE_TYPES = frozenset({"candidate", "status"})
+LOSSABLE_TYPES = frozenset({"candidate", "map", "status"})
+PNG_TYPES = ("map", "candidate")  # v2 sends maps in `map` events; a v1-style candidate PNG is kept
 
 _JOIN_TIMEOUT_S = 30.0
 _IDLE_WAIT_S = 0.05
@@ -202,7 +203,7 @@ class ZmqPublisher:
 
     # -- any thread ---------------------------------------------------------------------------
     def emit(self, event: dict[str, Any], png: bytes | None = None) -> None:
-        """Queue ``event`` (without ``seq``) and, for a candidate, its fused map ``png``."""
+        """Queue ``event`` (without ``seq``) and, for a ``map`` event, its fused map ``png``."""
         kind = event.get("type")
         if kind not in TYPES:
             raise ValueError(f"event type must be one of {TYPES}, got {kind!r}")
@@ -211,8 +212,8 @@ class ZmqPublisher:
             raise ValueError(f"event stream must be a non-empty string, got {stream!r}")
         if "seq" in event:
             raise ValueError("events must not carry 'seq': the publisher stamps it")
-        if png is not None and kind != "candidate":
-            raise ValueError(f"only candidate events carry a PNG frame, got one with a {kind!r} event")
+        if png is not None and kind not in PNG_TYPES:
+            raise ValueError(f"only {PNG_TYPES} events carry a PNG frame, got one with a {kind!r} event")
         json.dumps(event, ensure_ascii=False, allow_nan=False)  # fail here, where the bad value was made
         item = (dict(event), png if self.cfg.maps else None)
         with self._cond:

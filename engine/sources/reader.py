@@ -12,6 +12,7 @@ never dropped or stuck behind frames; the first source error is re-raised to the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -149,7 +150,10 @@ class FrameReader:
     # -- producer ------------------------------------------------------------------------------
 
     def _put(self, frame: Frame) -> bool:
-        """Queue ``frame`` under the policy; False when stopped while waiting for room."""
+        """Queue ``frame`` under the policy, stamped with its arrival (``Frame.arrived``, unless the
+        source stamped it); False when stopped while waiting for room."""
+        if not frame.arrived:  # the latency figures count from here (engine.events.timing_json)
+            frame = dataclasses.replace(frame, arrived=time.monotonic())
         with self._cond:
             if self.policy == "block":
                 while len(self._queue) >= self.queue_size and not self._stop.is_set():

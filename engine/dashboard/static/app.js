@@ -236,7 +236,8 @@ function candidateBody(c) {
       el("span", { class: "emotion", text: emo || "–" }),
       aus,
       el("p", { class: "text", text: e.text || "" }),
-      el("div", { class: "meta", text: `explainer ${e.explainer} · latency ${num(e.latency_ms, 1)} ms` }));
+      el("div", { class: "meta", text: `explainer ${e.explainer} · latency ${num(e.latency_ms, 1)} ms from the offset frame` +
+        (e.timing_ms ? ` (${num(e.timing_ms.since_decision, 1)} ms after the decision)` : "") }));
     if (c.clip_video_url) {
       const video = el("video", { controls: "", preload: "none", muted: "", playsinline: "", src: c.clip_video_url, class: "clip-video" });
       video.defaultPlaybackRate = 0.25;  // micro-expressions last a fraction of a second
