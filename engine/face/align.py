@@ -98,3 +98,31 @@ def align_face(
         grey, transform, (crop_size, crop_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     return crop, transform, transform_points(lm, transform)
+
+
+def invert_affine(transform: np.ndarray) -> np.ndarray:
+    """The inverse of a 2×3 affine ``transform``: 2×3 float64."""
+    return cv2.invertAffineTransform(np.asarray(transform, dtype=np.float64))
+
+
+def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """``outer ∘ inner`` of two 2×3 affines (``inner`` applied first): 2×3 float64."""
+    o = np.vstack([np.asarray(outer, np.float64), [0.0, 0.0, 1.0]])
+    i = np.vstack([np.asarray(inner, np.float64), [0.0, 0.0, 1.0]])
+    return (o @ i)[:2]
+
+
+def reregister_crop(crop: np.ndarray, transform: np.ndarray, target_transform: np.ndarray) -> np.ndarray:
+    """A crop made with ``transform`` as if it had been made with ``target_transform``.
+
+    The crop is warped by ``target ∘ transform⁻¹`` (crop → frame → target crop), so two frames of
+    one candidate share one registration: landmark jitter between them no longer turns into flow.
+    Done on the crop rather than the frame because the candidate carries crops only; what falls
+    outside the first crop (a few pixels at the border for the sub-pixel to few-pixel jitter of a
+    tracked face) replicates the edge, as `align_face` does.
+    """
+    relative = compose_affine(target_transform, invert_affine(transform))
+    if np.allclose(relative, [[1, 0, 0], [0, 1, 0]], atol=1e-6):
+        return crop
+    h, w = crop.shape[:2]
+    return cv2.warpAffine(crop, relative, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
