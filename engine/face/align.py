@@ -126,3 +126,38 @@ def reregister_crop(crop: np.ndarray, transform: np.ndarray, target_transform: n
         return crop
     h, w = crop.shape[:2]
     return cv2.warpAffine(crop, relative, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def refine_rigid(
+    template: np.ndarray,
+    moving: np.ndarray,
+    rigid_xy: np.ndarray,
+    radius_frac: float = 0.06,
+    iterations: int = 50,
+    max_shift_frac: float = 0.05,
+) -> np.ndarray:
+    """``moving`` warped onto ``template`` by the rotation + translation that best matches the pixels
+    near the rigid points (ECC, ``cv2.findTransformECC`` with MOTION_EUCLIDEAN).
+
+    Used after `reregister_crop`: the shared landmark transform leaves the real head motion between
+    two frames; this fit measures it on the image (eye corners, nose bridge, forehead: ``rigid_xy``,
+    K×2 crop pixels, disks of ``radius_frac`` × crop side), not on the jittering landmarks, so the
+    expression's motion elsewhere does not pull it. No convergence, or a fit shifting by more than
+    ``max_shift_frac`` of the crop, leaves ``moving`` as it is.
+    """
+    h, w = template.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    r = max(round(radius_frac * max(h, w)), 2)
+    for x, y in np.asarray(rigid_xy, dtype=np.float64)[:, :2]:
+        cv2.circle(mask, (round(x), round(y)), r, 255, -1)
+    warp = np.eye(2, 3, dtype=np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-4)
+    try:
+        _, warp = cv2.findTransformECC(template, moving, warp, cv2.MOTION_EUCLIDEAN, criteria, mask, 5)
+    except cv2.error:
+        return moving
+    if np.hypot(*warp[:, 2]) > max_shift_frac * max(h, w):
+        return moving
+    return cv2.warpAffine(
+        moving, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )

@@ -5,7 +5,8 @@ This is what the pipeline's flow worker calls once per candidate.
 
 from __future__ import annotations
 
-from engine.face.align import reregister_crop
+from engine.face.align import refine_rigid, reregister_crop
+from engine.face.regions import RIGID_POINTS
 from engine.flow.base import FlowBackend
 from engine.fusion.config import FusionConfig
 from engine.fusion.mellm_map import encode_png
@@ -19,8 +20,10 @@ def build_evidence(candidate: Candidate, backend: FlowBackend, fusion_cfg: Fusio
 
     One registration per candidate: the apex crop is re-warped into the onset's alignment
     (`engine.face.align.reregister_crop`), because aligning each frame with its own landmarks turns
-    the tracker's jitter into coherent flow over the whole face. The rigid head motion left between
-    the two frames is what the recipe removes (nose window for ``mellm``). The nose tip and the region
+    the tracker's jitter into coherent flow over the whole face; the head's real rotation and
+    translation between the two frames is then fitted on the pixels around the rigid points
+    (`engine.face.align.refine_rigid`, ECC) and removed; the recipe's own head-motion step (nose
+    window for ``mellm``) stays. The nose tip and the region
     masks come from the onset face's crop landmarks, because the flow is defined on the onset
     frame's pixels. ``Evidence.flow`` is the flow with head motion removed.
     """
@@ -32,6 +35,7 @@ def build_evidence(candidate: Candidate, backend: FlowBackend, fusion_cfg: Fusio
         )
     fuse = RECIPES.create(fusion_cfg.recipe, **fusion_cfg.recipe_params())
     apex_crop = reregister_crop(apex.crop, apex.transform, onset.transform)
+    apex_crop = refine_rigid(onset.crop, apex_crop, onset.crop_landmarks[list(RIGID_POINTS)])
     flow = backend.compute(onset.crop, apex_crop)
     fused, flow_nh = fuse(onset.crop, flow, onset.crop_landmarks)
     regions = region_stats(
