@@ -111,3 +111,30 @@ def test_explain_pair_cli_when_nothing_moved_reports_no_significant_movement(tmp
     assert out["aus"] == [] and out["emotion"] == "others"
     assert "no clear movement" in out["text"]
     assert max(r["mean_mag"] for r in out["regions"]) < 0.25  # the rules explainer's floor_px
+
+
+@pytest.mark.slow
+def test_explain_pair_cli_when_preprocess_is_mellm_v1_gives_the_released_map(
+    tmp_path, cheek_pair, face_model
+):
+    """The released v1 preprocessing from the facts: full grey frames, OpenCV TV-L1 defaults, 11×11
+    nose-tip mean removed (MediaPipe point 1 for the 68-point tip), nearest-bin map on the grey onset."""
+    from engine.config import EngineConfig
+    from engine.explain_pair import track_pair
+    from tests.test_fusion import _reference_v1_map
+
+    onset, apex = cheek_pair
+    paths = [tmp_path / "onset.png", tmp_path / "apex.png"]
+    for p, img in zip(paths, (onset, apex), strict=True):
+        cv2.imwrite(str(p), img)
+    proc = _explain_pair_cli(*map(str, paths), "--preprocess", "mellm-v1", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    ours = cv2.imread(str(tmp_path / "out" / "fused_map.png"))
+    assert ours.shape == onset.shape  # the full frame, not a crop
+    face, _ = track_pair(onset, onset, EngineConfig().face.model_copy(update={"model": str(face_model)}))
+    grey_o, grey_a = (cv2.cvtColor(i, cv2.COLOR_BGR2GRAY) for i in (onset, apex))
+    flow = cv2.optflow.DualTVL1OpticalFlow_create().calc(grey_o, grey_a, None)
+    ref = _reference_v1_map(grey_o, flow, tuple(face.landmarks[1]))
+    np.testing.assert_array_equal(ours, ref)
+    hue = cv2.cvtColor(ref - cv2.cvtColor(grey_o, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2HSV)[..., 0]
+    assert np.count_nonzero(hue) > 0  # the cheeks are coloured
