@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from engine.face.regions import RIGID_POINTS
+from engine.types import FaceObservation
 
 N_LANDMARKS = 478
 TEMPLATE_FILE = "canonical_face.npy"
@@ -168,3 +169,11 @@ def refine_rigid(
     return cv2.warpAffine(
         moving, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
     )
+
+
+def registered_apex_crop(onset: FaceObservation, apex: FaceObservation) -> np.ndarray:
+    """The apex crop in the onset's registration: `reregister_crop` with the onset's transform, then
+    `refine_rigid` for the head's real motion. One registration per candidate, so the flow between
+    ``onset.crop`` and this crop holds the face's motion, not the landmark tracker's jitter."""
+    shared = reregister_crop(apex.crop, apex.transform, onset.transform)
+    return refine_rigid(onset.crop, shared, onset.crop_landmarks[list(RIGID_POINTS)])

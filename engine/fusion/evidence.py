@@ -5,8 +5,7 @@ This is what the pipeline's flow worker calls once per candidate.
 
 from __future__ import annotations
 
-from engine.face.align import refine_rigid, reregister_crop
-from engine.face.regions import RIGID_POINTS
+from engine.face.align import registered_apex_crop
 from engine.flow.base import FlowBackend
 from engine.fusion.config import FusionConfig
 from engine.fusion.mellm_map import encode_png
@@ -18,14 +17,13 @@ from engine.types import Candidate, Evidence
 def build_evidence(candidate: Candidate, backend: FlowBackend, fusion_cfg: FusionConfig) -> Evidence:
     """Flow onset crop → apex crop with ``backend``, then the MELLM map and region statistics.
 
-    One registration per candidate: the apex crop is re-warped into the onset's alignment
-    (`engine.face.align.reregister_crop`), because aligning each frame with its own landmarks turns
+    One registration per candidate (`engine.face.align.registered_apex_crop`): the apex crop is
+    re-warped into the onset's alignment, because aligning each frame with its own landmarks turns
     the tracker's jitter into coherent flow over the whole face; the head's real rotation and
-    translation between the two frames is then fitted on the pixels around the rigid points
-    (`engine.face.align.refine_rigid`, ECC) and removed; the recipe's own head-motion step (nose
-    window for ``mellm``) stays. The nose tip and the region
-    masks come from the onset face's crop landmarks, because the flow is defined on the onset
-    frame's pixels. ``Evidence.flow`` is the flow with head motion removed.
+    translation between the two frames is then fitted on the pixels around the rigid points (ECC)
+    and removed. The recipe's own head-motion step (nose window for ``mellm``) stays. The nose tip
+    and the region masks come from the onset face's crop landmarks, because the flow is defined on
+    the onset frame's pixels. ``Evidence.flow`` is the flow with head motion removed.
     """
     onset, apex = candidate.onset_face, candidate.apex_face
     if onset.crop.shape != apex.crop.shape:
@@ -34,8 +32,7 @@ def build_evidence(candidate: Candidate, backend: FlowBackend, fusion_cfg: Fusio
             f"got {onset.crop.shape} and {apex.crop.shape}"
         )
     fuse = RECIPES.create(fusion_cfg.recipe, **fusion_cfg.recipe_params())
-    apex_crop = reregister_crop(apex.crop, apex.transform, onset.transform)
-    apex_crop = refine_rigid(onset.crop, apex_crop, onset.crop_landmarks[list(RIGID_POINTS)])
+    apex_crop = registered_apex_crop(onset, apex)
     flow = backend.compute(onset.crop, apex_crop)
     fused, flow_nh = fuse(onset.crop, flow, onset.crop_landmarks)
     regions = region_stats(
