@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.face.align import align_face, reregister_crop
+from engine.face.align import reregister_crop
 from engine.face.regions import REGIONS
 from engine.fusion import region_masks
 from tests.conftest import shared_path
@@ -139,24 +139,3 @@ def test_explain_pair_cli_when_preprocess_is_mellm_v1_gives_the_released_map(
     hue = cv2.cvtColor(ref - cv2.cvtColor(grey_o, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2HSV)[..., 0]
     assert np.count_nonzero(hue) > 0  # the cheeks are coloured
 
-
-def test_refine_rigid_when_the_head_turned_removes_the_turn():
-    from engine.face.align import refine_rigid
-    from engine.face.regions import RIGID_POINTS
-    from engine.flow import create
-    from engine.sources.demo import astronaut_bgr, demo_landmarks
-
-    image, lm = astronaut_bgr(), demo_landmarks()
-    onset, t_onset, crop_lm = align_face(image, lm, 256)
-    nose = (float(lm[1, 0]), float(lm[1, 1]))
-    turn = cv2.getRotationMatrix2D(nose, 1.5, 1.0)
-    turn[:, 2] += (1.0, -0.8)
-    turned = cv2.warpAffine(image, turn, image.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
-    apex, t_apex, _ = align_face(turned, lm, 256)  # the same landmarks: the head's turn stays in the crop
-    shared = reregister_crop(apex, t_apex, t_onset)
-    refined = refine_rigid(onset, shared, crop_lm[list(RIGID_POINTS)])
-    dis = create("dis")
-    before, after = (
-        np.median(np.linalg.norm(dis.compute(onset, a), axis=2)) for a in (shared, refined)
-    )
-    assert before > 2.0 and after < 0.5 * before

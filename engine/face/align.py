@@ -129,51 +129,13 @@ def reregister_crop(crop: np.ndarray, transform: np.ndarray, target_transform: n
     return cv2.warpAffine(crop, relative, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def refine_rigid(
-    template: np.ndarray,
-    moving: np.ndarray,
-    rigid_xy: np.ndarray,
-    radius_frac: float = 0.06,
-    iterations: int = 30,
-    max_shift_frac: float = 0.05,
-    fit_side: int = 128,
-) -> np.ndarray:
-    """``moving`` warped onto ``template`` by the rotation + translation that best matches the pixels
-    near the rigid points (ECC, ``cv2.findTransformECC`` with MOTION_EUCLIDEAN).
-
-    Used after `reregister_crop`: the shared landmark transform leaves the real head motion between
-    two frames; this fit measures it on the image (eye corners, nose bridge, forehead: ``rigid_xy``,
-    K×2 crop pixels, disks of ``radius_frac`` × crop side), not on the jittering landmarks, so the
-    expression's motion elsewhere does not pull it. The fit runs on both images shrunk to
-    ``fit_side`` pixels (a third of the cost of the fit at 256) and is scaled back. No convergence,
-    or a fit shifting by more than ``max_shift_frac`` of the crop, leaves ``moving`` as it is.
-    """
-    h, w = template.shape[:2]
-    scale = min(1.0, fit_side / max(h, w))
-    size = (max(round(w * scale), 8), max(round(h * scale), 8))
-    small_t = cv2.resize(template, size, interpolation=cv2.INTER_AREA)
-    small_m = cv2.resize(moving, size, interpolation=cv2.INTER_AREA)
-    mask = np.zeros(small_t.shape[:2], np.uint8)
-    r = max(round(radius_frac * max(size)), 2)
-    for x, y in np.asarray(rigid_xy, dtype=np.float64)[:, :2] * scale:
-        cv2.circle(mask, (round(x), round(y)), r, 255, -1)
-    warp = np.eye(2, 3, dtype=np.float32)
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-4)
-    try:
-        _, warp = cv2.findTransformECC(small_t, small_m, warp, cv2.MOTION_EUCLIDEAN, criteria, mask, 3)
-    except cv2.error:
-        return moving
-    warp[:, 2] /= scale
-    if np.hypot(*warp[:, 2]) > max_shift_frac * max(h, w):
-        return moving
-    return cv2.warpAffine(
-        moving, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
-    )
-
-
 def registered_apex_crop(onset: FaceObservation, apex: FaceObservation) -> np.ndarray:
-    """The apex crop in the onset's registration: `reregister_crop` with the onset's transform, then
-    `refine_rigid` for the head's real motion. One registration per candidate, so the flow between
-    ``onset.crop`` and this crop holds the face's motion, not the landmark tracker's jitter."""
-    shared = reregister_crop(apex.crop, apex.transform, onset.transform)
-    return refine_rigid(onset.crop, shared, onset.crop_landmarks[list(RIGID_POINTS)])
+    """The apex crop in the onset's registration (`reregister_crop` with the onset's transform). One
+    registration per candidate, so the flow between ``onset.crop`` and this crop holds the face's
+    motion, not the landmark tracker's jitter; the head's own motion between the two frames stays
+    in it for the fusion recipe to remove (the nose window of ``mellm``: translation only).
+
+    An ECC rotation + translation fit on the pixels around the rigid points was tried on top and
+    left out: it took the upward cheek motion of AU6 near the eye corners for head motion.
+    """
+    return reregister_crop(apex.crop, apex.transform, onset.transform)

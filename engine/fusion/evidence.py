@@ -19,9 +19,8 @@ def build_evidence(candidate: Candidate, backend: FlowBackend, fusion_cfg: Fusio
 
     One registration per candidate (`engine.face.align.registered_apex_crop`): the apex crop is
     re-warped into the onset's alignment, because aligning each frame with its own landmarks turns
-    the tracker's jitter into coherent flow over the whole face; the head's real rotation and
-    translation between the two frames is then fitted on the pixels around the rigid points (ECC)
-    and removed. The recipe's own head-motion step (nose window for ``mellm``) stays. The nose tip
+    the tracker's jitter into coherent flow over the whole face. The head's own motion between the
+    two frames is left to the recipe's head-motion step (nose window for ``mellm``). The nose tip
     and the region masks come from the onset face's crop landmarks, because the flow is defined on
     the onset frame's pixels. ``Evidence.flow`` is the flow with head motion removed.
     """
