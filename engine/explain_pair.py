@@ -1,13 +1,22 @@
 """One onset/apex pair in, one explanation out: the MELLM seed's own use, on the stream's stages.
 
     python -m engine.explain_pair ONSET APEX [--explainer NAME] [--model PATH] [--adapter DIR]
-        [--endpoint URL] [--out DIR] [--json] [--face-model FILE]
+        [--endpoint URL] [--out DIR] [--json] [--face-model FILE] [--preprocess aligned|mellm-v1]
 
-The two images go through exactly what the stream does with a spotted candidate: the face stage
-(MediaPipe landmarks, similarity alignment to the grey face crop; `engine.face.create_tracker`),
-the flow + fusion stage (`engine.fusion.build_evidence`: flow, head motion removed at the nose
-tip, MELLM colour map, region statistics) and the explainer chosen by name
-(`engine.explain.create`). ``--out DIR`` writes ``fused_map.png`` and ``explanation.json``.
+By default (``--preprocess aligned``) the two images go through exactly what the stream does with a
+spotted candidate: the face stage (MediaPipe landmarks, similarity alignment to the grey face crop;
+`engine.face.create_tracker`), the flow + fusion stage (`engine.fusion.build_evidence`: one
+registration for both crops, flow, head motion removed at the nose tip, colour map, region
+statistics) and the explainer chosen by name (`engine.explain.create`).
+
+``--preprocess mellm-v1`` is the preprocessing the authors released with MELLM v1, so the map is
+the one their demo gives: the full frames (no crop, no alignment), OpenCV's TV-L1 with its default
+parameters on the full grey images, the mean flow of the 11×11 window at the nose tip subtracted,
+no magnitude masking, the nearest-bin colour map added onto the grey onset (`mellm_v1_evidence`).
+Their nose tip is point 30 of a 68-point detector; ours is MediaPipe's point 1 (the pronasale; on
+the hand-annotated 68-point face ``takeo.ppm`` of ../shared/data/landmarks it lies 0.040
+interocular distances from point 30, the nearest mesh point; point 4 is 0.046 away).
+``--out DIR`` writes ``fused_map.png`` and ``explanation.json``.
 Exit 0 on success, 2 on a user error (one line on stderr), 1 on an internal error.
 
 From Python:
@@ -142,6 +151,51 @@ def track_pair(onset: np.ndarray, apex: np.ndarray, face_cfg: Any) -> tuple[Face
     return faces[0], faces[1]
 
 
+PREPROCESSING = ("aligned", "mellm-v1")
+
+
+def mellm_v1_evidence(
+    onset_img: np.ndarray, apex_img: np.ndarray, onset_face: FaceObservation, apex_face: FaceObservation,
+    fusion_cfg: Any,
+) -> Evidence:
+    """The MELLM v1 released preprocessing on two full H×W×3 uint8 BGR frames (see the module doc).
+
+    ``Evidence.flow`` is the full-frame flow with the nose-window mean removed, and the region
+    statistics are measured on it with the onset's landmarks in frame pixels.
+    """
+    import cv2
+
+    from engine import flow as flow_stage
+    from engine.fusion.mellm_map import encode_png, mellm_map
+    from engine.fusion.region_stats import region_stats
+    from engine.regions import NOSE_TIP
+
+    if onset_img.shape != apex_img.shape:
+        raise UserError(
+            f"--preprocess mellm-v1 compares full frames, which must be one size: got {onset_img.shape[:2]} "
+            f"and {apex_img.shape[:2]}; resize one or use --preprocess aligned"
+        )
+    onset_grey = cv2.cvtColor(onset_img, cv2.COLOR_BGR2GRAY)
+    apex_grey = cv2.cvtColor(apex_img, cv2.COLOR_BGR2GRAY)
+    tvl1 = flow_stage.create("opencv-tvl1")  # OpenCV's defaults, as released
+    flow = tvl1.compute(onset_grey, apex_grey)
+    fused, flow_nh = mellm_map(onset_grey, flow, onset_face.landmarks[NOSE_TIP], 11)
+    regions = region_stats(
+        flow_nh,
+        onset_face.landmarks,
+        onset_grey.shape,
+        margin=fusion_cfg.region_margin,
+        max_percentile=fusion_cfg.max_percentile,
+    )
+    return Evidence(
+        candidate=pair_candidate(onset_face, apex_face),
+        flow=flow_nh,
+        fused_map=fused,
+        png=encode_png(fused, fusion_cfg.png_level),
+        regions=regions,
+    )
+
+
 def analyze_pair(
     onset: ImageInput,
     apex: ImageInput,
@@ -149,6 +203,7 @@ def analyze_pair(
     *,
     config: Any = None,
     face_model: str | Path | None = None,
+    preprocess: str = "aligned",
     **explainer_params: Any,
 ) -> PairResult:
     """Explain the expression between ``onset`` and ``apex`` (paths or H×W×3 uint8 BGR arrays).
@@ -157,6 +212,7 @@ def analyze_pair(
     (``model``, ``adapter``, ``endpoint``, ``max_new_tokens``, ``language``, ...). ``config``: an
     `engine.config.EngineConfig` for the face, flow and fusion settings (defaults when None).
     ``face_model``: MediaPipe face_landmarker.task path (else resolved as the stream resolves it).
+    ``preprocess``: ``aligned`` (the stream's) or ``mellm-v1`` (the authors' released v1 map).
     Raises `UserError` for unreadable images, no face, or a bad explainer choice.
     """
     from engine import flow as flow_stage
@@ -164,6 +220,8 @@ def analyze_pair(
     from engine.explain import create
     from engine.fusion import build_evidence
 
+    if preprocess not in PREPROCESSING:
+        raise UserError(f"unknown preprocessing {preprocess!r}; choose one of {', '.join(PREPROCESSING)}")
     cfg = config if config is not None else EngineConfig()
     face_cfg = cfg.face.model_copy(update={"model": str(face_model)}) if face_model else cfg.face
     onset_img, apex_img = read_image(onset, "onset"), read_image(apex, "apex")
@@ -174,8 +232,11 @@ def analyze_pair(
         t0 = time.perf_counter()
         onset_face, apex_face = track_pair(onset_img, apex_img, face_cfg)
         t1 = time.perf_counter()
-        backend = flow_stage.create(cfg.flow.name, **cfg.flow.params)
-        evidence = build_evidence(pair_candidate(onset_face, apex_face), backend, cfg.fusion)
+        if preprocess == "mellm-v1":
+            evidence = mellm_v1_evidence(onset_img, apex_img, onset_face, apex_face, cfg.fusion)
+        else:
+            backend = flow_stage.create(cfg.flow.name, **cfg.flow.params)
+            evidence = build_evidence(pair_candidate(onset_face, apex_face), backend, cfg.fusion)
         t2 = time.perf_counter()
         expl.warmup()
         t3 = time.perf_counter()
@@ -219,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--face-model", default="", help="MediaPipe face_landmarker.task file")
     ap.add_argument("--language", default="", help="prompt language of model explainers: en or zh")
+    ap.add_argument(
+        "--preprocess",
+        default="aligned",
+        choices=PREPROCESSING,
+        help="aligned: the stream's aligned face crops (default); mellm-v1: the authors' released v1 "
+        "preprocessing (full frames, OpenCV TV-L1, nose-tip head motion, nearest-bin map)",
+    )
     return ap
 
 
@@ -244,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 raise UserError(f"cannot create --out folder {args.out}: {exc.strerror or exc}") from None
         result = analyze_pair(
-            args.onset, args.apex, args.explainer, face_model=args.face_model or None, **params
+            args.onset,
+            args.apex,
+            args.explainer,
+            face_model=args.face_model or None,
+            preprocess=args.preprocess,
+            **params,
         )
         written = write_outputs(result, Path(args.out)) if args.out else []
     except (UserError, OpenAIRequestError) as exc:  # a server that cannot be reached: check --endpoint

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from engine.face.align import registered_apex_crop
 from engine.face.config import FaceConfig
 from engine.face.mediapipe_tracker import MediaPipeTracker, create_landmarker
 from engine.flow.opencv_backends import DISFlow
@@ -122,9 +123,11 @@ def test_clip_when_candidate_added_has_span_size_and_content(recorded: dict, k: 
         left = cv2.cvtColor(frames[j][:, :side], cv2.COLOR_BGR2GRAY)
         diff = np.abs(left[24:-10].astype(int) - crop[24:-10].astype(int))
         assert np.median(diff) <= 4, f"clip frame {j} is not the aligned face of frame {first + j}"
-    # Right half: the MELLM map of the candidate's onset→apex flow (DIS, the recorder's default).
+    # Right half: the MELLM map of the candidate's onset→apex flow (DIS, the recorder's default), the
+    # apex crop in the onset's registration.
     cand = recorded["paths"][f"cand{k}:cand"]
-    flow = DISFlow(preset="medium").compute(cand.onset_face.crop, cand.apex_face.crop)
+    apex_crop = registered_apex_crop(cand.onset_face, cand.apex_face)
+    flow = DISFlow(preset="medium").compute(cand.onset_face.crop, apex_crop)
     fused, _ = mellm_map(cand.onset_face.crop, flow, cand.onset_face.crop_landmarks[NOSE_TIP])
     right = frames[len(frames) // 2][:, side:]
     assert np.median(np.abs(right[24:].astype(int) - fused[24:].astype(int))) <= 6

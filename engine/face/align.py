@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from engine.regions import RIGID_POINTS
+from engine.types import FaceObservation
 
 N_LANDMARKS = 478
 TEMPLATE_FILE = "canonical_face.npy"
@@ -98,3 +99,43 @@ def align_face(
         grey, transform, (crop_size, crop_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     return crop, transform, transform_points(lm, transform)
+
+
+def invert_affine(transform: np.ndarray) -> np.ndarray:
+    """The inverse of a 2×3 affine ``transform``: 2×3 float64."""
+    return cv2.invertAffineTransform(np.asarray(transform, dtype=np.float64))
+
+
+def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """``outer ∘ inner`` of two 2×3 affines (``inner`` applied first): 2×3 float64."""
+    o = np.vstack([np.asarray(outer, np.float64), [0.0, 0.0, 1.0]])
+    i = np.vstack([np.asarray(inner, np.float64), [0.0, 0.0, 1.0]])
+    return (o @ i)[:2]
+
+
+def reregister_crop(crop: np.ndarray, transform: np.ndarray, target_transform: np.ndarray) -> np.ndarray:
+    """A crop made with ``transform`` as if it had been made with ``target_transform``.
+
+    The crop is warped by ``target ∘ transform⁻¹`` (crop → frame → target crop), so two frames of
+    one candidate share one registration: landmark jitter between them no longer turns into flow.
+    Done on the crop rather than the frame because the candidate carries crops only; what falls
+    outside the first crop (a few pixels at the border for the sub-pixel to few-pixel jitter of a
+    tracked face) replicates the edge, as `align_face` does.
+    """
+    relative = compose_affine(target_transform, invert_affine(transform))
+    if np.allclose(relative, [[1, 0, 0], [0, 1, 0]], atol=1e-6):
+        return crop
+    h, w = crop.shape[:2]
+    return cv2.warpAffine(crop, relative, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def registered_apex_crop(onset: FaceObservation, apex: FaceObservation) -> np.ndarray:
+    """The apex crop in the onset's registration (`reregister_crop` with the onset's transform). One
+    registration per candidate, so the flow between ``onset.crop`` and this crop holds the face's
+    motion, not the landmark tracker's jitter; the head's own motion between the two frames stays
+    in it for the fusion recipe to remove (the nose window of ``mellm``: translation only).
+
+    An ECC rotation + translation fit on the pixels around the rigid points was tried on top and
+    left out: it took the upward cheek motion of AU6 near the eye corners for head motion.
+    """
+    return reregister_crop(apex.crop, apex.transform, onset.transform)

@@ -7,7 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class MellmRecipeConfig(BaseModel):
-    """``mellm``: the published motion-enhanced colour map (head motion = the nose-window mean)."""
+    """``mellm``: the authors' released v1 colour map (nearest 30° hue bins; head motion = the nose-window
+    mean)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -30,7 +31,8 @@ class FusionConfig(BaseModel):
 
     recipe: str = Field(
         "mellm",
-        description="colour map: 'mellm' (published) or 'calibrated' (px scale, rigid head fit, legend)",
+        description="colour map: 'mellm' (the authors' released v1 map) or 'calibrated' (px scale, rigid "
+        "head fit, legend)",
     )
     png_level: int = Field(3, ge=0, le=9, description="PNG compression level of the published map")
     region_margin: float = Field(

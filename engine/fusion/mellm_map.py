@@ -1,30 +1,30 @@
-"""The MELLM motion-enhanced colour map (Zhao et al., arXiv 2505.07007), exactly as published.
+"""The MELLM v1 motion-enhanced colour map, as the authors' released code draws it.
 
-Recipe, given the onset→apex flow of an aligned face:
+The authors' MELLM v1 (``preprocess.py`` of ``zyzhangUstc/mellmv1-base-on-Qwen2.5vl-7B-``) was
+fine-tuned on this map, so every step follows the released arithmetic. Given onset→apex flow:
 
-1. Head motion: subtract the mean flow of a ``window``×``window`` (11×11) patch centred on the nose
-   tip, which carries the rigid head motion but almost no expression.
-2. Polar form with ``cv2.cartToPolar(u, v, angleInDegrees=True)``: angle in [0, 360) degrees
-   measured from +x towards +y. Image y points down, so 0 = right, 90 = down, 180 = left,
-   270 = up (clockwise on screen). OpenCV's own function, because the recipe is the OpenCV
-   flow-visualisation idiom (cartToPolar → HSV → BGR); it is a fast atan (error up to about
-   0.3°, e.g. 44.99 for 45), so a direction exactly on a bin edge may fall either side of it.
-3. Hue = direction quantised to 30 degrees: bin ``k = floor(angle / 30) mod 12`` covers
-   [30k, 30k + 30) and gets hue 30k degrees (bin start, the ``angle // 30 * 30`` idiom). OpenCV's
-   8-bit HSV stores hue as degrees / 2 in 0..179, so the stored hue is ``15 * k`` (0, 15, ..., 165),
-   exact in uint8. ``mod 12`` folds the 360.0 that the fast atan can return into bin 0.
-   Consequence of bin starts on the axes: motion straight up (or right, down, left) sits on a bin
-   edge, so noisy vertical motion shows both neighbouring hues (240° blue and 270° violet for up).
-4. Saturation 255; value = magnitude min-max normalised to 0..255 over the whole map
-   (``cv2.normalize(NORM_MINMAX)``; a constant magnitude, e.g. none left after step 1, gives 0).
-5. HSV → BGR with OpenCV's ``COLOR_HSV2BGR``. With S = 255 and hues on 30° steps a channel is V,
-   0 or V/2, and the V/2 ties land on 127 or 128 by float rounding. OpenCV's SIMD path and its
-   scalar tail round those ties differently, so one ``cvtColor`` call gives the same direction two
-   colours depending on the pixel's column. We therefore convert through a 12×256 table holding
-   OpenCV's scalar (single-pixel) result for every (hue bin, value): every pixel of a direction
-   gets one colour, and it is exactly what ``cv2.cvtColor`` returns for that HSV pixel alone.
+1. Head motion: subtract the mean flow of the ``window``×``window`` (11×11) patch around the nose
+   tip; the centre pixel is the nose tip's coordinates truncated to integers (``int(x)``), the patch
+   is clipped to the image.
+2. Polar form with ``cv2.cartToPolar(u, v)`` in radians, turned into degrees (×180/π, float32):
+   angle in [0, 360) from +x towards +y. Image y points down, so 0 = right, 90 = down, 180 = left,
+   270 = up (clockwise on screen). OpenCV's atan is a fast approximation (error up to ~0.3°).
+3. Hue = direction quantised to the NEAREST 30° bin: ``k = round(angle / 30) mod 12`` (numpy's
+   round, half to even), OpenCV hue ``15 k`` (degrees / 2, 0..165). Bins are centred on the axes,
+   so right, down, left and up each have one hue; the diagonals (45°, 135°, ...) sit on bin edges.
+   The released prompt's colour key reads: up = purple (270°), up-right = magenta/pink (300/330°),
+   right = red (0°), down-right = orange-yellow (30/60°), down = yellow-green (90°), down-left =
+   green (120/150°), left = cyan (180°), up-left = blue (210/240°).
+4. Saturation 255; value = magnitude min-max normalised to 0..255 over the whole map in float and
+   truncated to uint8 (the released code assigns the float result into a uint8 array); a constant
+   magnitude, e.g. no motion left after step 1, gives 0 everywhere.
+5. HSV → BGR with one ``cv2.cvtColor(COLOR_HSV2BGR)`` over the whole image, as released. (OpenCV's
+   vector path and its scalar tail may round the V/2 channel of a hue to 127 or 128 differently;
+   the released maps carry that ±1 and so does ours.)
 6. The colour is added with saturation (``cv2.add``) onto the grey onset frame turned BGR, so still
-   regions keep the face's grey and moving regions glow in their direction's colour.
+   regions keep the face's grey and moving regions glow in their direction's colour. (The
+   released code's 0-percentile mask keeps every pixel above the minimum magnitude, whose value
+   is 0 anyway: no masking.)
 
 >>> import numpy as np
 >>> onset = np.full((32, 32), 40, np.uint8)
@@ -57,9 +57,15 @@ def _check_flow(flow: np.ndarray, shape: tuple[int, ...] | None = None) -> None:
 
 
 def hue_bin(angle_deg: np.ndarray | float) -> np.ndarray:
-    """The 30-degree bin index 0..11 of an angle in degrees (floor, wrapped into [0, 360))."""
-    a = np.mod(np.asarray(angle_deg, dtype=np.float64), 360.0)
-    return (np.floor(a / HUE_BIN_DEG).astype(np.int64)) % N_HUE_BINS
+    """The index 0..11 of the nearest 30-degree bin (bin k is centred on 30k°; numpy round, half to even).
+
+    Float32 input is quantised in float32, as the released code does with OpenCV's float32 angles.
+    """
+    a = np.asarray(angle_deg)
+    if a.dtype != np.float32:
+        a = a.astype(np.float64)
+    a = np.mod(a, 360)
+    return np.round(a / HUE_BIN_DEG).astype(np.int64) % N_HUE_BINS
 
 
 @functools.cache
@@ -85,8 +91,10 @@ def direction_colour(angle_deg: float) -> tuple[int, int, int]:
 
     >>> direction_colour(0)     # right → red
     (0, 0, 255)
-    >>> direction_colour(270)   # up → hue 270° (violet)
+    >>> direction_colour(270)   # up → hue 270° (purple)
     (255, 0, 128)
+    >>> direction_colour(90)    # down → hue 90° (yellow-green)
+    (0, 255, 128)
     """
     b, g, r = hsv_table()[int(hue_bin(angle_deg)), 255]
     return int(b), int(g), int(r)
@@ -97,14 +105,15 @@ def remove_head_motion(
 ) -> np.ndarray:
     """``flow`` minus the mean flow of the ``window``×``window`` patch centred on ``nose_xy`` (x, y pixels).
 
-    The patch is centred on the nearest pixel and clipped to the image; a nose outside the image is
+    The patch is centred on the pixel ``(int(x), int(y))`` (truncation, as released) and clipped to
+    the image; a nose outside the image is
     a ``ValueError``. Returns a new H×W×2 float32 array.
     """
     _check_flow(flow)
     if window < 1:
         raise ValueError(f"window: expected a side >= 1, got {window}")
     h, w = flow.shape[:2]
-    cx, cy = (int(np.floor(float(c) + 0.5)) for c in nose_xy[:2])
+    cx, cy = (int(float(c)) for c in nose_xy[:2])
     if not (0 <= cx < w and 0 <= cy < h):
         raise ValueError(f"nose_xy: expected a point inside the {w}×{h} flow, got {tuple(nose_xy[:2])}")
     half = window // 2
@@ -114,13 +123,17 @@ def remove_head_motion(
 
 
 def flow_to_bgr(flow: np.ndarray) -> np.ndarray:
-    """Steps 2–5 of the recipe: H×W×2 flow → H×W×3 uint8 BGR (hue = 30° bin, S = 255, V = min-max |flow|)."""
+    """Steps 2–5 of the recipe: H×W×2 flow → H×W×3 uint8 BGR (hue = nearest 30° bin, S = 255,
+    V = min-max |flow| truncated)."""
     _check_flow(flow)
     u = np.ascontiguousarray(flow[..., 0], dtype=np.float32)
     v = np.ascontiguousarray(flow[..., 1], dtype=np.float32)
-    mag, ang = cv2.cartToPolar(u, v, angleInDegrees=True)
-    value = cv2.normalize(mag, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
-    return hsv_table()[hue_bin(ang), value]
+    mag, ang = cv2.cartToPolar(u, v)
+    hsv = np.empty((*flow.shape[:2], 3), dtype=np.uint8)
+    hsv[..., 0] = hue_bin(ang * np.float32(180) / np.float32(np.pi)) * (HUE_BIN_DEG // 2)
+    hsv[..., 1] = 255
+    hsv[..., 2] = cv2.normalize(mag, None, 0, 255, cv2.NORM_MINMAX)  # float → uint8 truncates
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
 
 def mellm_map(

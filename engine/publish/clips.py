@@ -19,7 +19,8 @@ landmarks), the stream time, the phase (onset/apex/offset) and a bar marking the
 on the right the MELLM fused map of the candidate. Which map: the one published with the candidate
 when the flow worker hands it over with `ClipRecorder.set_map` (the writer waits up to
 ``map_wait_s`` for it; 0 = never waits); otherwise the recorder computes it itself with the same
-recipe (`engine.fusion.mellm_map`) from the candidate's onset and apex crops and a fast flow (DIS
+recipe (`engine.fusion.mellm_map`) from the candidate's onset crop and its apex crop in the onset's
+registration (`engine.face.align.registered_apex_crop`) and a fast flow (DIS
 ``medium``, about 2 ms on a 256×256 pair; pass ``flow=`` for another backend). So the clip never
 depends on the worker, yet shows the published map when the worker provides it in time. On
 sub-pixel motion the DIS map is noisier than a TV-L1 one: wire `set_map` where it matters.
@@ -65,6 +66,7 @@ import cv2
 import numpy as np
 
 from engine.errors import UserError
+from engine.face.align import registered_apex_crop
 from engine.flow.base import FlowBackend
 from engine.fusion.mellm_map import mellm_map
 from engine.paths import ensure_writable_dir
@@ -324,7 +326,7 @@ class ClipRecorder:
 
             self._flow = DISFlow(preset="medium")
         onset, apex = cand.onset_face, cand.apex_face
-        flow = self._flow.compute(onset.crop, apex.crop)
+        flow = self._flow.compute(onset.crop, registered_apex_crop(onset, apex))
         fused, _ = mellm_map(onset.crop, flow, onset.crop_landmarks[NOSE_TIP])
         return fused
 
