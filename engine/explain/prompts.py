@@ -253,13 +253,16 @@ def v3_prompt(lines: str, language: str = "en") -> str:
 
 
 REGIONS_PLACEHOLDER = "{regions}"
+IMAGE_MARKER = "<image>"
 
 
 def read_prompt_file(path: str, explainer: str, *, text_model: bool) -> str:
     """The text of a user's prompt file, checked; "" when ``path`` is empty (built-in prompt).
 
     A text model's file must hold ``{regions}`` where the region lines go; an image model's file is
-    the text sent with the map, so ``{regions}`` there is a mistake (it would reach the model as is).
+    the text sent after the map, so ``{regions}`` there is a mistake (it would reach the model as
+    is), and a leading ``<image>`` marker (as in MELLM v1's released prompt) is dropped: the image
+    always goes first.
     """
     if not path:
         return ""
@@ -281,6 +284,14 @@ def read_prompt_file(path: str, explainer: str, *, text_model: bool) -> str:
             f"{key} {path!r} holds {REGIONS_PLACEHOLDER}, but {explainer} sends the map image, not region "
             "lines; remove the placeholder"
         )
+    if not text_model:
+        text = text.lstrip()
+        text = text[len(IMAGE_MARKER) :] if text.startswith(IMAGE_MARKER) else text
+        if IMAGE_MARKER in text:
+            raise UserError(
+                f"{key} {path!r} holds {IMAGE_MARKER} after its start; the map is always sent before the "
+                "text, so remove it"
+            )
     return text
 
 
