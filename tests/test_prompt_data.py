@@ -73,8 +73,12 @@ def test_openai_when_sampling_without_temperature_raises_user_error() -> None:
 def test_llm_when_prompt_file_and_v3_format_builds_that_prompt(tiny_llm: Path, tmp_path: Path) -> None:
     path = write(tmp_path, TEXT_PROMPT)
     ex = create(
-        "llm", model=str(tiny_llm), prompt_file=path, system_prompt="You are a FACS coder.",
-        region_format="mellm-v3", max_new_tokens=4,
+        "llm",
+        model=str(tiny_llm),
+        prompt_file=path,
+        system_prompt="You are a FACS coder.",
+        region_format="mellm-v3",
+        max_new_tokens=4,
     )
     items = [make_evidence(1, size=160), make_evidence(2, size=160)]
     ev = items[0]

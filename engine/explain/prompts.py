@@ -244,7 +244,7 @@ def v3_prompt(lines: str, language: str = "en") -> str:
         "Each line below describes how one small facial region moves from the onset to the apex frame: "
         "region, mean and maximum magnitude in pixels, and the dominant direction (one of eight compass "
         "names with its angle, 0 = right, 90 = up, counter-clockwise), or no clear dominant direction "
-        "when the motion is scattered. \"Left\" is the image's left.\n"
+        'when the motion is scattered. "Left" is the image\'s left.\n'
         f"{lines}\n"
         "Look only at regions that clearly move, say which action units (AUs) they show, then reason "
         "from the overall pattern to the micro-expression class.\n"
