@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("onset", help="onset frame (image file)")
     ap.add_argument("apex", help="apex frame (image file)")
-    ap.add_argument("--explainer", default="rules", help="rules (default), vlm, llm or openai")
+    ap.add_argument("--explainer", default="", help="rules (default), vlm, llm or openai")
     ap.add_argument("--model", default="", help="local model folder (vlm, llm) or served model name (openai)")
     ap.add_argument("--adapter", default="", help="LoRA adapter folder (vlm, llm)")
     ap.add_argument("--endpoint", default="", help="base URL of an OpenAI-compatible server (openai)")
@@ -287,13 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="aligned: the stream's aligned face crops (default); mellm-v1: the authors' released v1 "
         "preprocessing (full frames, OpenCV TV-L1, nose-tip head motion, nearest-bin map)",
     )
+    ap.add_argument("--config", default=None, help="TOML config file (face, flow, fusion, [explain.<name>])")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set explain.llm.region_format=mellm-v3 (repeatable)",
+    )
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    params = {
+    flags = {
         k: v
         for k, v in (
             ("model", args.model),
@@ -303,9 +311,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         if v
     }
+    from engine.config import load_config, parse_override
     from engine.explain.openai_client import OpenAIProtocolError, OpenAIRequestError
 
     try:
+        # The explainer's own config section (prompt_file, system_prompt, sampling, ...), then the flags.
+        cfg = load_config(args.config, dict(parse_override(item) for item in args.set))
+        explainer = args.explainer or cfg.explain.name
+        section = cfg.explain.section(explainer)
+        params = {**(section.model_dump() if section is not None else {}), **flags}
         if args.out:  # fail before the work, not after it
             try:
                 Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -314,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         result = analyze_pair(
             args.onset,
             args.apex,
-            args.explainer,
+            explainer,
+            config=cfg,
             face_model=args.face_model or None,
             preprocess=args.preprocess,
             **params,

@@ -40,8 +40,17 @@ class GenerationConfig(_Section):
         "", description="the model: a local folder (vlm, llm) or the served model name (openai)"
     )
     max_new_tokens: int = Field(256, ge=1, description="longest generated answer, in tokens")
-    language: Literal["en", "zh"] = Field("en", description="prompt language: English or Chinese")
-    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding")
+    language: Literal["en", "zh"] = Field("en", description="built-in prompt language: English or Chinese")
+    prompt_file: str = Field(
+        "",
+        description="text file replacing the built-in prompt ({regions} marks the region lines of llm); "
+        "empty = built-in",
+    )
+    system_prompt: str = Field("", description="system message sent before the prompt; empty = none")
+    do_sample: bool = Field(False, description="sample the answer; false = greedy (same input, same answer)")
+    temperature: float = Field(
+        0.0, ge=0, description="sampling temperature, used only with do_sample (then it must be > 0)"
+    )
 
 
 class LocalModelConfig(GenerationConfig):
@@ -51,6 +60,16 @@ class LocalModelConfig(GenerationConfig):
     device: str = Field("auto", description="auto (cuda when present), cpu, cuda, cuda:1")
     dtype: str = Field("auto", description="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = torch's default)")
+
+
+class LLMConfig(LocalModelConfig):
+    """``llm``: region statistics as text → local causal LM; ``region_format`` picks the text."""
+
+    region_format: Literal["table", "mellm-v3"] = Field(
+        "table",
+        description="table: our region table (30-degree directions); mellm-v3: the 29 patches and line "
+        "format MELLM v3's LLM was trained on",
+    )
 
 
 class OpenAIConfig(GenerationConfig):
@@ -91,7 +110,7 @@ class ExplainConfig(BaseModel):
     latency_window: int = Field(512, ge=1, description="recent explanations behind the latency p50/p95")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="the rules explainer's options")
     vlm: LocalModelConfig = Field(default_factory=LocalModelConfig, description="the vlm explainer's options")
-    llm: LocalModelConfig = Field(default_factory=LocalModelConfig, description="the llm explainer's options")
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="the llm explainer's options")
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="the openai explainer's options")
 
     def section(self, name: str | None = None) -> BaseModel | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.explain.parser import parse_answer
-from engine.explain.prompts import check_language
+from engine.explain.prompts import check_language, read_prompt_file
 from engine.types import Evidence, Explanation
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,21 @@ def load_failure(explainer: str, folder: Path, exc: BaseException) -> UserError:
     return UserError(f"{explainer} model folder {str(folder)!r} cannot be loaded: {first[:300]}")
 
 
+def check_sampling(explainer: str, do_sample: bool, temperature: float) -> tuple[bool, float]:
+    """(do_sample, temperature) checked: sampling needs a temperature above 0."""
+    if temperature < 0 or (do_sample and temperature == 0):
+        raise UserError(
+            f"explain.{explainer}.temperature must be > 0 with do_sample = true (got {temperature}); "
+            "set it (e.g. 0.7) or set do_sample = false for greedy answers"
+        )
+    return bool(do_sample), float(temperature)
+
+
+def system_message(text: str) -> list[dict[str, Any]]:
+    """The chat message list's system message for ``text``, or nothing when it is empty."""
+    return [{"role": "system", "content": text}] if text else []
+
+
 def to_explanation(text: str, name: str) -> Explanation:
     """Parse a generated answer into an `Explanation` that keeps the text."""
     parsed = parse_answer(text)
@@ -176,6 +191,9 @@ class LocalExplainer:
         language: str = "en",
         temperature: float = 0.0,
         threads: int = 0,
+        prompt_file: str = "",
+        system_prompt: str = "",
+        do_sample: bool = False,
     ) -> None:
         self.folder = check_model_folder(model, self.kind, need=self.need)
         self.adapter = check_adapter_folder(adapter, self.kind)
@@ -184,7 +202,9 @@ class LocalExplainer:
         self.name = explainer_name(self.kind, self.folder, self.adapter)
         self.language = check_language(language)
         self.max_new_tokens = int(max_new_tokens)
-        self.temperature = float(temperature)
+        self.do_sample, self.temperature = check_sampling(self.kind, do_sample, temperature)
+        self.template = read_prompt_file(prompt_file, self.kind, text_model=self.kind == "llm")
+        self.system_prompt = system_prompt
         self._device_name = device
         self.threads = int(threads)
         self._dtype_name = dtype
@@ -248,7 +268,7 @@ class LocalExplainer:
         inputs = self._inputs(batch).to(self._device)
         tok = self._tokenizer()
         kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "pad_token_id": tok.pad_token_id}
-        if self.temperature > 0:
+        if self.do_sample:
             kwargs.update(do_sample=True, temperature=self.temperature)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)

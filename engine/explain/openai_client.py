@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
-from engine.explain.hf_common import to_explanation
-from engine.explain.prompts import check_language, vlm_prompt
+from engine.explain.hf_common import check_sampling, system_message, to_explanation
+from engine.explain.prompts import check_language, read_prompt_file, vlm_prompt
 from engine.types import Evidence, Explanation
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,8 @@ class OpenAIExplainer:
     asks the server (``GET /v1/models``, first id) on warm-up. ``timeout_s``: per request.
     ``retries``: extra attempts after a retryable failure. ``backoff_s``: first wait, doubled each
     retry. ``api_key_env``: environment variable holding the key (none → no Authorization header).
-    ``concurrency``: requests in flight per batch. The explainer name is ``openai:<model>``.
+    ``concurrency``: requests in flight per batch. ``prompt_file``, ``system_prompt``, ``do_sample``,
+    ``temperature``: as the ``vlm`` explainer. The explainer name is ``openai:<model>``.
 
     >>> ex = OpenAIExplainer(endpoint="http://127.0.0.1:8000/v1", model="MELLM-7B")  # doctest: +SKIP
     >>> ex.explain_batch(items)                                                       # doctest: +SKIP
@@ -120,6 +121,9 @@ class OpenAIExplainer:
         backoff_s: float = 0.5,
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 4,
+        prompt_file: str = "",
+        system_prompt: str = "",
+        do_sample: bool = False,
     ) -> None:
         if not endpoint:
             raise UserError("the openai explainer needs the server URL: pass --endpoint http://HOST:PORT/v1")
@@ -131,9 +135,10 @@ class OpenAIExplainer:
         self.url = self.base + "/v1/chat/completions"
         self.model = model
         self.language = check_language(language)
-        self.prompt = vlm_prompt(self.language)
+        self.prompt = read_prompt_file(prompt_file, "openai", text_model=False) or vlm_prompt(self.language)
+        self.system_prompt = system_prompt
         self.max_new_tokens = int(max_new_tokens)
-        self.temperature = float(temperature)
+        self.do_sample, self.temperature = check_sampling("openai", do_sample, temperature)
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         self.backoff_s = float(backoff_s)
@@ -207,16 +212,17 @@ class OpenAIExplainer:
         return {
             "model": self.model,
             "messages": [
+                *system_message(self.system_prompt),
                 {
                     "role": "user",
                     "content": [
                         {"type": "image_url", "image_url": {"url": png_data_url(item)}},
                         {"type": "text", "text": self.prompt},
                     ],
-                }
+                },
             ],
             "max_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
+            "temperature": self.temperature if self.do_sample else 0.0,
         }
 
     def _resolve_model(self) -> None:

@@ -186,9 +186,20 @@ _SIDE_AFTER = re.compile(
 _LABEL = re.compile(
     r"(?:\b(?:emotions?|emotional\s+(?:state|category|class)|emotion\s+(?:category|class|label)|"
     r"final\s+(?:answer|emotion)|classification)\b\s*(?:is|would\s+be|:|：|=|-)?"
-    r"|情绪(?:类别|类型|分类)?\s*(?:为|是|:|：)|情感(?:类别|类型)?\s*(?:为|是|:|：)|(?:类别|分类)\s*(?:为|是|:|：))",
+    r"|情绪(?:类别|类型|分类)?\s*(?:为|是|:|：)|情感(?:类别|类型)?\s*(?:为|是|:|：)|(?:类别|分类)\s*(?:为|是|:|：)"
+    # MELLM answers: "Micro-expression: Negative", "**Micro-expression**: Surprise", "微表情为厌恶".
+    r"|\bmicro-?\s?expressions?(?:\s+(?:category|class|label))?\s*(?:\*\*)?\s*(?:is\b|:|：|=)"
+    r"|微表情(?:类别|类型|分类)?\s*(?:\*\*)?\s*(?:为|是|:|：))",
     re.IGNORECASE,
 )
+# Where an answer states its conclusion (MELLM v1 "最终结论", v3 "Summarize the AUs ..."): the AUs
+# listed after the last such heading are the answer; the analysis before it may weigh and drop some.
+_CONCLUSION = re.compile(
+    r"最终结论|结论|总结|\bsummar(?:y|i[sz]e[sd]?|i[sz]ing)\b|\bconclusions?\b|\bfinal\s+answer\b",
+    re.IGNORECASE,
+)
+# Reasoning models (Qwen3, the LLM of MELLM v3) think first; the answer follows the last </think>.
+_THINK_END = "</think>"
 _NOT_EMOTION_AFTER = re.compile(
     r"^\s*(?:x|y|direction|value|number|sign|angle|axis|方向|值)\b", re.IGNORECASE
 )
@@ -381,7 +392,22 @@ def parse_emotion(text: str) -> tuple[str, str]:
     return "others", ""
 
 
+def answer_part(text: str) -> str:
+    """``text`` after its last ``</think>`` (a reasoning model's thoughts are not its answer)."""
+    _, sep, tail = text.rpartition(_THINK_END)
+    return tail if sep and tail.strip() else text
+
+
 def parse_answer(text: str) -> ParsedAnswer:
-    """AUs and emotion of a model's free-text answer (English or Chinese)."""
+    """AUs and emotion of a model's free-text answer (English or Chinese).
+
+    The AUs are those of the last conclusion section ("最终结论", "Summary", ...) when it lists any,
+    else those of the whole answer.
+    """
+    text = answer_part(text)
     emotion, detail = parse_emotion(text)
-    return ParsedAnswer(parse_aus(text), emotion, detail)
+    aus: tuple[ActionUnit, ...] = ()
+    heads = list(_CONCLUSION.finditer(text))
+    if heads:
+        aus = parse_aus(text[heads[-1].start() :])
+    return ParsedAnswer(aus or parse_aus(text), emotion, detail)

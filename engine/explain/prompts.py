@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from engine.errors import UserError
 from engine.types import RegionStat
@@ -197,12 +198,13 @@ def region_line(stat: RegionStat, language: str = "en") -> str:
     )
 
 
-def region_prompt(regions: Sequence[RegionStat], language: str = "en") -> str:
-    """The region-statistics prompt of the later MELLM version, for text-only models.
+def region_table(regions: Sequence[RegionStat], language: str = "en") -> str:
+    """The region lines of ``regions``, strongest first so a short context still sees what matters."""
+    return "\n".join(region_line(r, language) for r in sorted(regions, key=lambda r: -r.mean_mag))
 
-    Regions are listed strongest first so a short context still sees what matters.
-    """
-    lines = "\n".join(region_line(r, language) for r in sorted(regions, key=lambda r: -r.mean_mag))
+
+def table_prompt(lines: str, language: str = "en") -> str:
+    """The built-in prompt around region lines written by `region_table`."""
     if check_language(language) == "zh":
         head = (
             "以下是一段微表情从起始帧到顶点帧的面部光流统计（已去除头部运动），每行一个区域："
@@ -216,3 +218,83 @@ def region_prompt(regions: Sequence[RegionStat], language: str = "en") -> str:
             "90 = down, 270 = up, quantised to 30 deg). Left/right are the subject's own sides."
         )
     return f"{head}\n{lines or '(no regions)'}\n\n{analysis_steps(language)}"
+
+
+def region_prompt(regions: Sequence[RegionStat], language: str = "en") -> str:
+    """The built-in region-statistics prompt for text-only models (``region_format = "table"``)."""
+    return table_prompt(region_table(regions, language), language)
+
+
+def v3_prompt(lines: str, language: str = "en") -> str:
+    """Our built-in prompt around MELLM v3 region lines (`engine.explain.mellm_v3.region_lines`).
+
+    The authors' fine-tuned model is best served by their own released prompt: save it as a text
+    file with ``{regions}`` where the lines go and set ``prompt_file``.
+    """
+    if check_language(language) == "zh":
+        return (
+            "下面每行描述一个面部小区域从起始帧到顶点帧的运动：区域名、平均幅度、最大幅度（像素）和主要方向"
+            "（八方向名称和角度，0度向右、90度向上，逆时针）；方向分散的区域写作没有明确的主要方向。"
+            "图像左侧为“Left”。\n"
+            f"{lines}\n"
+            "只分析明显运动的区域，推断相关的动作单元（AU），再由整体运动推断微表情类别。\n"
+            "最后一行写：AU：…；微表情：Negative、Positive 或 Surprise 之一。"
+        )
+    return (
+        "Each line below describes how one small facial region moves from the onset to the apex frame: "
+        "region, mean and maximum magnitude in pixels, and the dominant direction (one of eight compass "
+        "names with its angle, 0 = right, 90 = up, counter-clockwise), or no clear dominant direction "
+        'when the motion is scattered. "Left" is the image\'s left.\n'
+        f"{lines}\n"
+        "Look only at regions that clearly move, say which action units (AUs) they show, then reason "
+        "from the overall pattern to the micro-expression class.\n"
+        "End with one line: AUs: ...; Micro-expression: Negative, Positive or Surprise."
+    )
+
+
+REGIONS_PLACEHOLDER = "{regions}"
+IMAGE_MARKER = "<image>"
+
+
+def read_prompt_file(path: str, explainer: str, *, text_model: bool) -> str:
+    """The text of a user's prompt file, checked; "" when ``path`` is empty (built-in prompt).
+
+    A text model's file must hold ``{regions}`` where the region lines go; an image model's file is
+    the text sent after the map, so ``{regions}`` there is a mistake (it would reach the model as
+    is), and a leading ``<image>`` marker (as in MELLM v1's released prompt) is dropped: the image
+    always goes first.
+    """
+    if not path:
+        return ""
+    key = f"explain.{explainer}.prompt_file"
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise UserError(f"{key} {path!r} cannot be read ({reason}); point it at a UTF-8 text file") from None
+    if not text.strip():
+        raise UserError(f"{key} {path!r} is empty; write the prompt into it or unset {key}")
+    has = REGIONS_PLACEHOLDER in text
+    if text_model and not has:
+        raise UserError(
+            f"{key} {path!r} has no {REGIONS_PLACEHOLDER} placeholder; put it where the region lines go"
+        )
+    if not text_model and has:
+        raise UserError(
+            f"{key} {path!r} holds {REGIONS_PLACEHOLDER}, but {explainer} sends the map image, not region "
+            "lines; remove the placeholder"
+        )
+    if not text_model:
+        text = text.lstrip()
+        text = text[len(IMAGE_MARKER) :] if text.startswith(IMAGE_MARKER) else text
+        if IMAGE_MARKER in text:
+            raise UserError(
+                f"{key} {path!r} holds {IMAGE_MARKER} after its start; the map is always sent before the "
+                "text, so remove it"
+            )
+    return text
+
+
+def fill_prompt(template: str, regions: str) -> str:
+    """``template`` with ``{regions}`` replaced by the region lines; no other brace is interpreted."""
+    return template.replace(REGIONS_PLACEHOLDER, regions)

@@ -32,6 +32,7 @@ from engine.explain.hf_common import (
     resolve_device,
     resolve_dtype,
     set_cpu_threads,
+    system_message,
     to_explanation,
 )
 from engine.explain.prompts import vlm_prompt
@@ -69,7 +70,9 @@ class VLMExplainer(LocalExplainer):
     ``model``: local folder (config.json, weights, processor with a chat template).
     ``adapter``: optional LoRA folder (peft). ``device``: auto | cpu | cuda[:n]. ``dtype``: auto
     (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32. ``max_new_tokens``: answer length
-    cap. ``language``: en | zh prompt. ``temperature``: 0 = greedy (default), else sampling.
+    cap. ``language``: en | zh built-in prompt. ``prompt_file``: a text file sent with the map instead
+    of the built-in prompt. ``system_prompt``: system message ("" = none). ``do_sample``: sample with
+    ``temperature`` (> 0) instead of greedy decoding (default).
     ``threads``: torch CPU threads (0 = torch's default; process-wide, CPU only).
 
     >>> ex = VLMExplainer(model="models/MELLM-7B")                    # doctest: +SKIP
@@ -83,8 +86,8 @@ class VLMExplainer(LocalExplainer):
 
     @cached_property
     def prompt(self) -> str:
-        """The MELLM v1 prompt in ``language``, the same for every fused map."""
-        return vlm_prompt(self.language)
+        """The text sent with every fused map: the ``prompt_file``'s, else our v1 prompt in ``language``."""
+        return self.template or vlm_prompt(self.language)
 
     def _from_pretrained(self, dtype: Any) -> tuple[Any, Any]:
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -99,7 +102,8 @@ class VLMExplainer(LocalExplainer):
         return self._processor.tokenizer
 
     def _messages(self) -> list[dict[str, Any]]:
-        return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
+        user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}
+        return [*system_message(self.system_prompt), user]
 
     def _inputs(self, batch: Sequence[np.ndarray]) -> Any:
         proc = self._processor
