@@ -10,6 +10,7 @@ becomes a `UserError` whose one line names the key and what is allowed.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,11 @@ def _describe(err: dict[str, Any]) -> str:
         allowed = str(ctx["expected"])
     else:
         allowed = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
-    if isinstance(given, dict) and _section_model(loc) is not None:  # a check across a section's keys
+    section = _section_model(loc) if isinstance(given, dict) else None
+    if section is not None:  # a check across a section's keys: name the keys it mentions, not the dict
+        named = [f"{key}.{f}" for f in section.model_fields if re.search(rf"\b{re.escape(f)}\b", allowed)]
+        if named:
+            return f"bad value for config key{'s' if len(named) > 1 else ''} {', '.join(named)}: {allowed}"
         return f"bad config section {key!r}: {allowed}"
     if err["type"] == "value_error":  # a validator's own sentence
         return f"bad value {given!r} for config key {key!r}: {allowed}"
