@@ -145,6 +145,7 @@ class MegcScore:
     micro: Counts = field(default_factory=Counts)
     macro: Counts = field(default_factory=Counts)
     per_video: dict[str, Counts] = field(default_factory=dict)
+    kind_mismatch: int = 0  # matched pairs whose detection kind differs from the truth's type
 
     def add_video(
         self, name: str, detections: Sequence[Span], truth: Sequence[Span]
@@ -155,6 +156,7 @@ class MegcScore:
         row = Counts(len(pairs), len(detections), len(truth))
         self.per_video[name] = row
         self.overall.add(row)
+        self.kind_mismatch += sum(1 for di, gi in pairs if truth[gi][2] != detections[di][2])
         for kind, counts in (("micro", self.micro), ("macro", self.macro)):
             counts.tp += sum(1 for di, gi in pairs if truth[gi][2] == kind and detections[di][2] == kind)
             counts.n_gt += sum(1 for g in truth if g[2] == kind)
@@ -167,6 +169,13 @@ class MegcScore:
         for name, c in (("micro", self.micro), ("macro", self.macro), ("overall", self.overall)):
             lines.append(
                 f"{name:8} {c.tp:5d} {c.fp:5d} {c.fn:5d} {c.precision:9.4f} {c.recall:7.4f} {c.f1:6.4f}"
+            )
+        if self.kind_mismatch:  # why micro TP + macro TP falls short of overall TP
+            n = self.kind_mismatch
+            lines.append(
+                f"note: {n} kind mismatch{'es' if n > 1 else ''} (e.g. a micro detection of a macro truth): "
+                "a true positive in the overall row only; a false positive in the detection's row, "
+                "a miss in the truth's"
             )
         return "\n".join(lines)
 

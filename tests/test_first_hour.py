@@ -3,17 +3,23 @@ checks what it says (stderr lines, exit code), against what used to mislead or s
 
 from __future__ import annotations
 
+import csv
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from tests.helpers import free_port, run_cli
+from tests.helpers import ROOT, env, free_port, run_cli
 
 
 def test_run_stream_when_camera_does_not_open_then_only_our_line() -> None:
     proc = run_cli("--source", "7", timeout=60)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert lines == ["run_stream.py: error: camera 7 did not open; check that it is connected and free, "
-                     "or pass another index"], proc.stderr
+    assert lines == [
+        "run_stream.py: error: camera 7 did not open; check that it is connected and free, "
+        "or pass another index"
+    ], proc.stderr
 
 
 def test_run_stream_when_stream_refused_then_real_cause_and_time() -> None:
@@ -32,3 +38,35 @@ def test_run_stream_when_bump_threshold_below_release_then_names_keys_not_dict()
     assert proc.returncode == 2, proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     assert "spotting.bump.threshold_k" in line and "{" not in line, line
+
+
+def test_megc_when_micro_detects_macro_truth_then_table_says_why_rows_differ(tmp_path: Path) -> None:
+    from tests.test_evaluate import CASME2_ROWS
+
+    sheet = tmp_path / "CAS(ME)^2code_final(Updated).csv"
+    with open(sheet, "w", newline="") as fh:
+        csv.writer(fh).writerows(CASME2_ROWS)
+    det = tmp_path / "det.csv"  # a micro detection of the macro truth 60-75, and the micro truth 20-30
+    det.write_text("video,onset,offset,kind\ns15/15_0101x,60,74,micro\ns15/15_0101x,20,30,micro\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evaluation.megc",
+            "--dataset",
+            "casme2_long",
+            "--sheet",
+            str(sheet),
+            "--detections",
+            str(det),
+        ],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split()[1:4] for line in proc.stdout.splitlines() if line.strip()}
+    assert rows["overall"][0] == "2" and rows["micro"][0] == "1" and rows["macro"][0] == "0"
+    assert "note: 1 kind mismatch" in proc.stdout, proc.stdout
