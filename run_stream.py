@@ -8,8 +8,13 @@
     python run_stream.py --source CASME2/sub01/EP02_01f --fps 200
     python run_stream.py --source interview.mp4 --report report/     # + report/events.jsonl
 
+Every run ends with a one-paragraph summary on stderr (frames, faces found, candidates micro/macro,
+explained, dropped by reason, time).
+
 Exit codes: 0 when the source ended or the run was stopped (SIGINT/SIGTERM), 2 on a user mistake
-(one line on stderr), 1 on an internal error.
+(one line on stderr), 1 on an internal error, 3 when a run that was not stopped explained nothing:
+frames were read but no face was found in any of them, or there were candidates and not one was
+explained.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import math
 import signal
 import sys
+import time
 from typing import Any
 
 from engine.errors import UserError
@@ -130,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         from engine.pipeline import build_pipeline
 
         cfg = load_config(args.config, overrides_from_args(args))
+        _check_explainer_server(cfg)
         if args.report:
             cfg = _prepare_report(args.report, cfg)
         pipeline, closers = build_pipeline(cfg)
@@ -140,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         print("run_stream.py: interrupted while starting", file=sys.stderr)
         return 130
 
+    stopped: list[str] = []
+
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
+        stopped.append(signal.Signals(signum).name)
         pipeline.request_stop()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -160,9 +170,65 @@ def main(argv: list[str] | None = None) -> int:
 
         if not close_all(closers) and code == 0:
             code = 1
+    text, nothing = run_summary(pipeline)
+    print(text, file=sys.stderr)
+    if nothing and code == 0 and not stopped:  # a run the user stopped is not judged
+        code = NOTHING_EXPLAINED
     if args.report:  # also after a failure: the journal holds what happened until then
         code = max(code, _write_report(args.report, cfg))
     return code
+
+
+NOTHING_EXPLAINED = 3  # exit code: no face in any frame, or candidates and not one explained
+
+
+def run_summary(pipeline: Any) -> tuple[str, bool]:
+    """The run's one-paragraph summary, and whether nothing could be explained (see the exit codes)."""
+    loop, worker = pipeline.counters, pipeline.worker.stats()
+    explained = int(worker.get("explained", 0))
+    dropped = {k: v for k, v in worker.get("dropped", {}).items() if v}
+    drops = ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())) or "none"
+    kinds = pipeline.kinds
+    text = (
+        f"run_stream.py: summary: {loop.frames} frames, a face found in {loop.face_frames}; "
+        f"{loop.candidates} candidates ({kinds.get('micro', 0)} micro, {kinds.get('macro', 0)} macro), "
+        f"{explained} explained, {int(worker.get('errors', 0))} explainer errors, dropped: {drops}; "
+        f"{time.monotonic() - pipeline.started:.1f} s."
+    )
+    no_face = loop.frames > 0 and loop.face_frames == 0
+    unexplained = loop.candidates > 0 and explained == 0
+    if no_face:
+        text += " No face was found in any frame: check that the source shows a face (frontal, lit)."
+    elif unexplained:
+        text += " Not one candidate was explained: see the errors above (explainer, drain_s)."
+    return text, no_face or unexplained
+
+
+def _check_explainer_server(cfg: Any) -> None:
+    """The openai explainer's server must answer before the run starts (else every candidate fails)."""
+    if cfg.explain.name != "openai" or not cfg.explain.openai.endpoint:
+        return
+    import urllib.error
+    import urllib.request
+
+    from engine.explain.openai_client import base_url
+
+    url = base_url(cfg.explain.openai.endpoint) + "/v1/models"
+    wait_s = min(5.0, cfg.explain.openai.timeout_s)
+    try:
+        with urllib.request.urlopen(url, timeout=wait_s):
+            pass
+    except urllib.error.HTTPError:
+        return  # the server is there (it may want a key: the explainer's own error says so)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):  # a server that is busy, or a network that drops packets
+            log.warning("the openai server at %s did not answer within %g s; starting anyway", url, wait_s)
+            return
+        raise UserError(
+            f"the openai server at {cfg.explain.openai.endpoint} does not answer ({reason}); start it "
+            "or pass the right --endpoint"
+        ) from None
 
 
 def _prepare_report(folder: str, cfg: Any) -> Any:

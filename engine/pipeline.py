@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,6 +101,7 @@ class Pipeline:
         self.clips = clips
         self.run_info = run_info
         self.counters = LoopStats()
+        self.kinds: Counter[str] = Counter()  # candidates by kind (micro/macro), for the run's summary
         self.started = time.monotonic()
         self._status_thread = WorkerThread("status", self._status_loop)
         self._last = (time.monotonic(), 0)
@@ -153,6 +155,7 @@ class Pipeline:
 
     def _submit(self, candidates: list[Candidate]) -> None:
         for c in candidates:
+            self.kinds[c.kind] += 1
             if self.clips is not None:
                 c = dataclasses.replace(c, clip=self.clips.add(c))
             self.worker.submit(c)

@@ -4,10 +4,17 @@ checks what it says (stderr lines, exit code), against what used to mislead or s
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
 
 from tests.helpers import ROOT, env, free_port, run_cli
 
@@ -70,3 +77,87 @@ def test_megc_when_micro_detects_macro_truth_then_table_says_why_rows_differ(tmp
     rows = {line.split()[0]: line.split()[1:4] for line in proc.stdout.splitlines() if line.strip()}
     assert rows["overall"][0] == "2" and rows["micro"][0] == "1" and rows["macro"][0] == "0"
     assert "note: 1 kind mismatch" in proc.stdout, proc.stdout
+
+
+def _summary(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("run_stream.py: summary:")]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
+
+def test_run_stream_when_no_face_in_any_frame_then_summary_says_so_and_exit_3(tmp_path: Path) -> None:
+    for i in range(1, 13):  # a grey frame folder: nothing a face detector could find
+        cv2.imwrite(str(tmp_path / f"img{i}.jpg"), np.full((240, 320, 3), 128, np.uint8))
+    proc = run_cli(
+        "--source",
+        str(tmp_path),
+        "--fps",
+        "30",
+        "--pub",
+        f"tcp://127.0.0.1:{free_port()}",
+        "--log-level",
+        "WARNING",
+        timeout=120,
+    )
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    line = _summary(proc.stderr)
+    assert "12 frames, a face found in 0" in line and "No face was found" in line, line
+
+
+def test_run_stream_when_openai_server_absent_then_one_line_at_start() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    proc = run_cli("--source", "demo", "--explainer", "openai", "--endpoint", url, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "does not answer" in lines[0] and url in lines[0], proc.stderr
+
+
+class _FailingChat(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server that lists a model and answers every chat request with HTTP 400."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_error(400, "no such model")
+
+
+def test_run_stream_when_every_explanation_fails_then_summary_and_exit_3(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FailingChat)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = run_cli(
+            "--source",
+            "demo",
+            "--set",
+            "demo.duration_s=8",
+            "--set",
+            "demo.events=2",
+            "--set",
+            "demo.seed=5",
+            "--pub",
+            f"tcp://127.0.0.1:{free_port()}",
+            "--explainer",
+            "openai",
+            "--endpoint",
+            f"http://127.0.0.1:{server.server_address[1]}/v1",
+            "--set",
+            "flow.name=dis",
+            "--log-level",
+            "ERROR",
+            timeout=300,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    line = _summary(proc.stderr)
+    assert " 0 explained" in line and "Not one candidate was explained" in line, line
