@@ -65,7 +65,8 @@ class Pipeline:
     ``spotter``: the `Spotter`; ``worker``: the `CandidateWorker`; ``sink``: the `EventSink`;
     ``reader_stats`` returns the reader's fps_in, frames_dropped and reconnects; ``stop_reader``
     ends the frames (`request_stop`); ``clips``: the optional `ClipSink`; ``max_gap_s``: a larger
-    gap between two frames' ``t`` flushes the spotter. ``run_info``: the configuration and versions
+    gap between two frames' ``t`` flushes the spotter. ``frame_name``: frame index → image file name
+    (frame folders), added to each candidate's onset/apex/offset. ``run_info``: the configuration and versions
     (`engine.runinfo`), sent once in the ``run`` field of the first status event; the last status
     event carries ``final: true``, so a reader can tell a finished journal from one cut short.
     """
@@ -86,6 +87,7 @@ class Pipeline:
         clips: ClipSink | None = None,
         max_gap_s: float = 1.0,
         run_info: dict[str, Any] | None = None,
+        frame_name: Callable[[int], str] | None = None,
     ) -> None:
         self.stream = stream
         self.frames = frames
@@ -100,6 +102,7 @@ class Pipeline:
         self.max_gap_s = max_gap_s
         self.clips = clips
         self.run_info = run_info
+        self.frame_name = frame_name
         self.counters = LoopStats()
         self.kinds: Counter[str] = Counter()  # candidates by kind (micro/macro), for the run's summary
         self.started = time.monotonic()
@@ -156,6 +159,12 @@ class Pipeline:
     def _submit(self, candidates: list[Candidate]) -> None:
         for c in candidates:
             self.kinds[c.kind] += 1
+            if self.frame_name is not None:  # a frame folder: name each point's image file too
+                name = self.frame_name
+                c = dataclasses.replace(
+                    c, **{p: dataclasses.replace(getattr(c, p), image=name(getattr(c, p).frame))
+                          for p in ("onset", "apex", "offset")}
+                )
             if self.clips is not None:
                 c = dataclasses.replace(c, clip=self.clips.add(c))
             self.worker.submit(c)
@@ -301,4 +310,5 @@ def _build(
         stop_reader=reader.stop,
         clips=clips,
         run_info=run_info(cfg.model_dump(mode="json")),
+        frame_name=getattr(source, "frame_name", None),
     ), closers

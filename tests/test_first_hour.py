@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tests.helpers import ROOT, env, free_port, run_cli
+from tests.helpers import ROOT, env, free_port, read_journal, run_cli
 
 
 def test_run_stream_when_camera_does_not_open_then_only_our_line() -> None:
@@ -161,3 +161,35 @@ def test_run_stream_when_every_explanation_fails_then_summary_and_exit_3(tmp_pat
     assert proc.returncode == 3, proc.stderr[-3000:]
     line = _summary(proc.stderr)
     assert " 0 explained" in line and "Not one candidate was explained" in line, line
+
+
+def test_run_stream_when_frame_folder_then_events_name_the_image_of_each_point(tmp_path: Path) -> None:
+    from engine.sources.config import DemoConfig
+    from engine.sources.demo import DemoSource
+
+    folder = tmp_path / "EP01"  # CASME II style: the first image is img101.jpg, stream frame 0
+    folder.mkdir()
+    for frame in DemoSource.from_config(DemoConfig(duration_s=8, events=2, seed=5)).frames():
+        cv2.imwrite(str(folder / f"img{frame.index + 101}.jpg"), frame.image)
+    journal = tmp_path / "events.jsonl"
+    proc = run_cli(
+        "--source",
+        str(folder),
+        "--fps",
+        "30",
+        "--journal",
+        str(journal),
+        "--set",
+        "flow.name=dis",
+        "--pub",
+        f"tcp://127.0.0.1:{free_port()}",
+        "--log-level",
+        "WARNING",
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    candidates = [e for e in read_journal(journal) if e["type"] == "candidate"]
+    assert candidates, proc.stderr[-3000:]
+    for c in candidates:
+        for point in ("onset", "apex", "offset"):
+            assert c[point]["image"] == f"img{c[point]['frame'] + 101}.jpg", c
