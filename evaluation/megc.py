@@ -426,7 +426,7 @@ def evaluate_dataset(
         frames += run.frames
         secs += run.face_s + run.spot_s
         if plot_dir is not None:
-            from evaluation.figures import plot_run
+            from evaluation.figures import pair_gain_of, plot_run
 
             plot_dir.mkdir(parents=True, exist_ok=True)
             plot_run(
@@ -435,6 +435,7 @@ def evaluate_dataset(
                 item.fps,
                 truth=[(on - item.first_frame, off - item.first_frame) for on, off, _ in item.truth],
                 title=item.name,
+                pair_gain=pair_gain_of(spot_cfg),  # type: ignore[arg-type]
             )
         if progress:
             c = score.per_video[item.name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.helpers import ROOT, env, free_port, read_journal, run_cli
 
@@ -193,3 +195,66 @@ def test_run_stream_when_frame_folder_then_events_name_the_image_of_each_point(t
     for c in candidates:
         for point in ("onset", "apex", "offset"):
             assert c[point]["image"] == f"img{c[point]['frame'] + 101}.jpg", c
+
+
+@pytest.mark.slow
+def test_plot_when_sheet_holds_other_videos_then_only_this_one_drawn_and_every_detection_explained(
+    tmp_path: Path, face_model: Path
+) -> None:
+    from engine.sources.demo import DemoSource
+    from engine.synth import truth_rows
+
+    src = DemoSource(duration_s=7.0, events=2, seed=3, size=320, blinks_per_min=0, min_gap_s=1.0)
+    folder = tmp_path / "s15" / "15_0101x"
+    folder.mkdir(parents=True)
+    for f in src.frames():
+        cv2.imwrite(str(folder / f"img{f.index:04d}.jpg"), f.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    mine = truth_rows(src.truth, clip="x", video="s15/15_0101x")
+    other = [
+        [
+            "2",
+            "y_1",
+            "4000",
+            "4100",
+            "4500",
+            "4",
+            "negative",
+            "macro-expression",
+            "anger",
+            "500",
+            "s16/16_0402y",
+        ]
+    ]
+    only, mixed, foreign = tmp_path / "only.csv", tmp_path / "mixed.csv", tmp_path / "foreign.csv"
+    for path, rows in ((only, mine), (mixed, mine + other), (foreign, [*other, [*other[0][:10], "s17/z"]])):
+        with open(path, "w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+
+    def plot(truth: Path) -> tuple[subprocess.CompletedProcess, Path]:
+        out = tmp_path / f"{truth.stem}.png"
+        argv = ["-m", "evaluation.plot", "--video", str(folder), "--fps", "30", "--truth", str(truth)]
+        proc = subprocess.run(
+            [sys.executable, *argv, "--out", str(out)],
+            cwd=ROOT,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        return proc, out
+
+    proc, out_only = plot(only)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said = proc.stdout.strip()
+    n_det = int(said.split(": ", 1)[1].split(" detections")[0])
+    assert n_det > 0 and "2 truth intervals" in said and "undrawn" not in said, said
+    fired = sum(int(n) for n in re.findall(r"(\d+) by (?:one side|both sides)", said))
+    assert fired == n_det, said  # every shaded detection is explained by a drawn line it crossed
+    proc, out_mixed = plot(mixed)
+    assert proc.returncode == 0 and "2 truth intervals" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert np.array_equal(
+        cv2.imread(str(out_only)), cv2.imread(str(out_mixed))
+    )  # the other video is not drawn
+    proc, _ = plot(foreign)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "15_0101x" in lines[0], proc.stderr
