@@ -85,8 +85,21 @@ REMOVED_KEYS: dict[str, str] = {
 }
 
 
+_ZH = "explain.vlm.language, explain.llm.language or explain.openai.language = \"zh\" with that explainer"
+# keys a user may expect that no section has, with what to do instead
+UNSUPPORTED_KEYS: dict[str, str] = {
+    "explain.rules.language": f"the rules explainer writes English only; Chinese text comes from a model "
+    f"explainer: {_ZH}",
+}
+
+
 def key_moved(key: str) -> str | None:
-    """One line for a dotted ``key`` that moved or was removed (see `MOVED_KEYS`), else None."""
+    """One line for a dotted ``key`` that moved, was removed or never existed (`MOVED_KEYS`,
+    `REMOVED_KEYS`, `UNSUPPORTED_KEYS`), else None."""
+    if key in UNSUPPORTED_KEYS:
+        return f"no config key {key!r}: {UNSUPPORTED_KEYS[key]}"
+    if key == "explain.language":
+        return f"config key {key!r} is now {MOVED_KEYS[key]} (the rules explainer writes English only)"
     if key in MOVED_KEYS:
         return f"config key {key!r} is now {MOVED_KEYS[key]}"
     if key in REMOVED_KEYS:

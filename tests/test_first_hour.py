@@ -258,3 +258,11 @@ def test_plot_when_sheet_holds_other_videos_then_only_this_one_drawn_and_every_d
     proc, _ = plot(foreign)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "15_0101x" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("key", ["explain.rules.language", "explain.language"])
+def test_run_stream_when_chinese_asked_of_rules_explainer_then_one_line_says_english_only(key: str) -> None:
+    proc = run_cli("--source", "demo", "--set", f"{key}=zh", timeout=60)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "rules explainer writes English only" in lines[0] and "explain.vlm.language" in lines[0], lines[0]
