@@ -123,7 +123,7 @@ def test_flags_override_config_keys() -> None:
         ({"spotting.nonsense": 1}, ["unknown config key 'spotting.nonsense'", "signal_size", "bump"]),
         ({"spotting.bump.treshold_k": 1}, ["'spotting.bump.treshold_k'", "lag_s, threshold_k, pair_gain"]),
         ({"spotting.bump.threshold_k": "x"}, ["'spotting.bump.threshold_k'", "number"]),
-        ({"spotting.bump.threshold_k": 2}, ["section 'spotting.bump'", "release_k (3.0) must be below"]),
+        ({"spotting.bump.threshold_k": 2}, ["keys spotting.bump.threshold_k, spotting.bump.release_k", "release_k (3.0) must be below"]),
         ({"explain.openai.endpont": "x"}, ["'explain.openai.endpont'", "endpoint"]),
         ({"explain.rules.model": "x"}, ["'explain.rules.model'", "floor_px"]),
         ({"fusion.recipe": "nope"}, ["fusion.recipe", "unknown fusion recipe 'nope'", "calibrated, mellm"]),
