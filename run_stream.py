@@ -41,6 +41,7 @@ FLAG_KEYS = {
     "fps": "source.fps",
     "max_frames": "source.max_frames",
     "realtime": "source.realtime",
+    "demo_realtime": "demo.realtime",
     "stream": "source.stream",
     "curve_secret_key": "publish.curve_secret_key",
     "curve_allow_dir": "publish.curve_allow_dir",
@@ -73,8 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML config file or bundled name (default, highspeed-200fps, rtsp-edge)")
     p.add_argument("--pub", help="ZeroMQ PUB endpoint to bind (default tcp://127.0.0.1:5556)")
     p.add_argument("--journal", help="append every event as a JSON line to this file")
-    p.add_argument("--report", metavar="DIR",
-                   help="at the end, the HTML report into DIR (from --journal, else DIR/events.jsonl)")
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="at the end, the HTML report into DIR (from --journal, else DIR/events.jsonl)",
+    )
     p.add_argument("--explainer", help="rules (default), vlm, llm, openai")
     p.add_argument("--model", help="local model folder (vlm, llm) or model name (openai)")
     p.add_argument("--adapter", help="LoRA adapter folder for the vlm explainer")
@@ -83,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_finite_float, help="frame rate (required for frame folders)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--realtime", action="store_true", default=None, help="pace files at their frame rate")
+    p.add_argument(
+        "--fast",
+        dest="demo_realtime",
+        action="store_false",
+        default=None,
+        help="run the demo flat out instead of at its frame rate (demo.realtime=false)",
+    )
     p.add_argument("--stream", help="stream name used in topics (default: derived from the source)")
     p.add_argument("--curve-secret-key", help="CURVE: the server's NAME.key_secret (python -m engine.keys)")
     p.add_argument("--curve-allow-dir", help="CURVE: folder of the allowed clients' public NAME.key files")
@@ -147,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         print("run_stream.py: interrupted while starting", file=sys.stderr)
         return 130
 
+    truth = getattr(getattr(pipeline.frames, "source", None), "truth", None)  # the demo's injected events
+    if truth is not None:
+        pipeline.spans = []
     stopped: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -172,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             code = 1
     text, nothing = run_summary(pipeline)
     print(text, file=sys.stderr)
+    if truth is not None:
+        print(demo_report(truth, pipeline.spans or [], pipeline.counters.frames), flush=True)
     if nothing and code == 0 and not stopped:  # a run the user stopped is not judged
         code = NOTHING_EXPLAINED
     if args.report:  # also after a failure: the journal holds what happened until then
@@ -202,6 +218,23 @@ def run_summary(pipeline: Any) -> tuple[str, bool]:
     elif unexplained:
         text += " Not one candidate was explained: see the errors above (explainer, drain_s)."
     return text, no_face or unexplained
+
+
+def demo_report(truth: Any, spans: list[tuple[int, int, str]], frames: int) -> str:
+    """What the demo found against its own injected events (`TruthEvent` list), by the MEGC rule
+    (`engine.intervals`: IoU >= 0.5); events past the last frame read (a stopped run) are left out."""
+    from engine.intervals import IOU_THRESHOLD, match_intervals
+
+    shown = [ev for ev in truth if ev.offset.frame < frames]
+    pairs = match_intervals(spans, [(ev.onset.frame, ev.offset.frame, ev.kind) for ev in shown])
+    found = {gi for _, gi in pairs}
+    missed = [f"{ev.onset.t:.2f} s" for k, ev in enumerate(shown) if k not in found]
+    false_alarms = len(spans) - len(pairs)
+    return (
+        f"demo: found {len(found)} of {len(shown)} injected events (IoU >= {IOU_THRESHOLD:g} with a "
+        f"candidate); missed {len(missed)}{' (onsets at ' + ', '.join(missed) + ')' if missed else ''}; "
+        f"{false_alarms} false alarm{'' if false_alarms == 1 else 's'} (candidates matching no event)"
+    )
 
 
 def _check_explainer_server(cfg: Any) -> None:

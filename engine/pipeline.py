@@ -105,6 +105,7 @@ class Pipeline:
         self.frame_name = frame_name
         self.counters = LoopStats()
         self.kinds: Counter[str] = Counter()  # candidates by kind (micro/macro), for the run's summary
+        self.spans: list[tuple[int, int, str]] | None = None  # (onset, offset, kind) kept when not None
         self.started = time.monotonic()
         self._status_thread = WorkerThread("status", self._status_loop)
         self._last = (time.monotonic(), 0)
@@ -159,6 +160,8 @@ class Pipeline:
     def _submit(self, candidates: list[Candidate]) -> None:
         for c in candidates:
             self.kinds[c.kind] += 1
+            if self.spans is not None:
+                self.spans.append((c.onset.frame, c.offset.frame, c.kind))
             if self.frame_name is not None:  # a frame folder: name each point's image file too
                 name = self.frame_name
                 c = dataclasses.replace(

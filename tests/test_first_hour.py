@@ -81,6 +81,23 @@ def test_megc_when_micro_detects_macro_truth_then_table_says_why_rows_differ(tmp
     assert "note: 1 kind mismatch" in proc.stdout, proc.stdout
 
 
+# a short demo run: 8 s, 2 events, the fast DIS flow, on a free port
+DEMO8 = (
+    "--source",
+    "demo",
+    "--set",
+    "demo.duration_s=8",
+    "--set",
+    "demo.events=2",
+    "--set",
+    "demo.seed=5",
+    "--set",
+    "flow.name=dis",
+    "--pub",
+    f"tcp://127.0.0.1:{free_port()}",
+)
+
+
 def _summary(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.startswith("run_stream.py: summary:")]
     assert len(lines) == 1, stderr[-3000:]
@@ -136,26 +153,9 @@ def test_run_stream_when_every_explanation_fails_then_summary_and_exit_3(tmp_pat
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FailingChat)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         proc = run_cli(
-            "--source",
-            "demo",
-            "--set",
-            "demo.duration_s=8",
-            "--set",
-            "demo.events=2",
-            "--set",
-            "demo.seed=5",
-            "--pub",
-            f"tcp://127.0.0.1:{free_port()}",
-            "--explainer",
-            "openai",
-            "--endpoint",
-            f"http://127.0.0.1:{server.server_address[1]}/v1",
-            "--set",
-            "flow.name=dis",
-            "--log-level",
-            "ERROR",
-            timeout=300,
+            *DEMO8, "--explainer", "openai", "--endpoint", url, "--log-level", "ERROR", timeout=300
         )
     finally:
         server.shutdown()
@@ -266,3 +266,32 @@ def test_run_stream_when_chinese_asked_of_rules_explainer_then_one_line_says_eng
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "rules explainer writes English only" in lines[0] and "explain.vlm.language" in lines[0], lines[0]
+
+
+def _read_all(realtime: bool) -> float:
+    from engine.sources.config import DemoConfig
+    from engine.sources.demo import DemoSource
+    from engine.sources.reader import FrameReader
+
+    cfg = DemoConfig(duration_s=1.0, fps=30, events=0, size=128, blinks_per_min=0, realtime=realtime)
+    started = time.monotonic()
+    frames = list(FrameReader(DemoSource.from_config(cfg)))
+    assert len(frames) == 30
+    return time.monotonic() - started
+
+
+def test_demo_when_default_then_played_at_its_frame_rate_and_fast_runs_flat_out() -> None:
+    assert _read_all(realtime=True) >= 0.95  # frame 29 is due at 29/30 s
+    assert _read_all(realtime=False) < 0.9
+
+
+def test_demo_when_run_then_prints_what_it_found_against_its_truth(tmp_path: Path) -> None:
+    proc = run_cli(*DEMO8, "--log-level", "WARNING", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = re.search(
+        r"^demo: found (\d+) of 2 injected events .*; missed (\d+).*; (\d+) false alarms?", proc.stdout, re.M
+    )
+    assert m, proc.stdout
+    found, missed, false_alarms = map(int, m.groups())
+    candidates = int(re.search(r"(\d+) candidates", _summary(proc.stderr)).group(1))
+    assert found + missed == 2 and found + false_alarms == candidates and found >= 1, proc.stdout
