@@ -10,6 +10,7 @@ becomes a `UserError` whose one line names the key and what is allowed.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,21 @@ REMOVED_KEYS: dict[str, str] = {
 }
 
 
+_ZH = "explain.vlm.language, explain.llm.language or explain.openai.language = \"zh\" with that explainer"
+# keys a user may expect that no section has, with what to do instead
+UNSUPPORTED_KEYS: dict[str, str] = {
+    "explain.rules.language": f"the rules explainer writes English only; Chinese text comes from a model "
+    f"explainer: {_ZH}",
+}
+
+
 def key_moved(key: str) -> str | None:
-    """One line for a dotted ``key`` that moved or was removed (see `MOVED_KEYS`), else None."""
+    """One line for a dotted ``key`` that moved, was removed or never existed (`MOVED_KEYS`,
+    `REMOVED_KEYS`, `UNSUPPORTED_KEYS`), else None."""
+    if key in UNSUPPORTED_KEYS:
+        return f"no config key {key!r}: {UNSUPPORTED_KEYS[key]}"
+    if key == "explain.language":
+        return f"config key {key!r} is now {MOVED_KEYS[key]} (the rules explainer writes English only)"
     if key in MOVED_KEYS:
         return f"config key {key!r} is now {MOVED_KEYS[key]}"
     if key in REMOVED_KEYS:
@@ -129,7 +143,11 @@ def _describe(err: dict[str, Any]) -> str:
         allowed = str(ctx["expected"])
     else:
         allowed = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
-    if isinstance(given, dict) and _section_model(loc) is not None:  # a check across a section's keys
+    section = _section_model(loc) if isinstance(given, dict) else None
+    if section is not None:  # a check across a section's keys: name the keys it mentions, not the dict
+        named = [f"{key}.{f}" for f in section.model_fields if re.search(rf"\b{re.escape(f)}\b", allowed)]
+        if named:
+            return f"bad value for config key{'s' if len(named) > 1 else ''} {', '.join(named)}: {allowed}"
         return f"bad config section {key!r}: {allowed}"
     if err["type"] == "value_error":  # a validator's own sentence
         return f"bad value {given!r} for config key {key!r}: {allowed}"

@@ -15,6 +15,7 @@ import logging
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,7 +70,8 @@ class Pipeline:
     ``spotter``: the `Spotter`; ``worker``: the `CandidateWorker`; ``sink``: the `EventSink`;
     ``reader_stats`` returns the reader's fps_in, frames_dropped and reconnects; ``stop_reader``
     ends the frames (`request_stop`); ``clips``: the optional `ClipSink`; ``max_gap_s``: a larger
-    gap between two frames' ``t`` flushes the spotter. ``run_info``: the configuration and versions
+    gap between two frames' ``t`` flushes the spotter. ``frame_name``: frame index → image file name
+    (frame folders), added to each candidate's onset/apex/offset. ``run_info``: the configuration and versions
     (`engine.runinfo`), sent once in the ``run`` field of the first status event; the last status
     event carries ``final: true``, so a reader can tell a finished journal from one cut short.
     ``offline`` (files, folders, the demo): at the end of the source the worker explains every
@@ -95,6 +97,7 @@ class Pipeline:
         max_gap_s: float = 1.0,
         run_info: dict[str, Any] | None = None,
         offline: bool = False,
+        frame_name: Callable[[int], str] | None = None,
     ) -> None:
         self.stream = stream
         self.frames = frames
@@ -112,7 +115,10 @@ class Pipeline:
         self.offline = offline
         self._stop_requested = False
         self._loop_s: float | None = None  # the frame loop's duration, once it ended
+        self.frame_name = frame_name
         self.counters = LoopStats()
+        self.kinds: Counter[str] = Counter()  # candidates by kind (micro/macro), for the run's summary
+        self.spans: list[tuple[int, int, str]] | None = None  # (onset, offset, kind) kept when not None
         self.started = time.monotonic()
         self._status_thread = WorkerThread("status", self._status_loop)
         self._last = (time.monotonic(), 0)
@@ -170,6 +176,15 @@ class Pipeline:
 
     def _submit(self, candidates: list[Candidate]) -> None:
         for c in candidates:
+            self.kinds[c.kind] += 1
+            if self.spans is not None:
+                self.spans.append((c.onset.frame, c.offset.frame, c.kind))
+            if self.frame_name is not None:  # a frame folder: name each point's image file too
+                name = self.frame_name
+                c = dataclasses.replace(
+                    c, **{p: dataclasses.replace(getattr(c, p), image=name(getattr(c, p).frame))
+                          for p in ("onset", "apex", "offset")}
+                )
             if self.clips is not None:
                 c = dataclasses.replace(c, clip=self.clips.add(c))
             self.worker.submit(c)
@@ -321,4 +336,5 @@ def _build(
         clips=clips,
         run_info=run_info(cfg.model_dump(mode="json")),
         offline=not source.live,
+        frame_name=getattr(source, "frame_name", None),
     ), closers

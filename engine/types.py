@@ -49,13 +49,18 @@ class FaceObservation:
 
 @dataclass(frozen=True, slots=True)
 class TimePoint:
-    """A frame in the source: 0-based index and its stream time in seconds."""
+    """A frame in the source: 0-based index and its stream time in seconds; ``image``: the file
+    name of that frame when the source is a frame folder (``img143.jpg``), else empty."""
 
     frame: int
     t: float
+    image: str = ""
 
-    def to_json(self) -> dict[str, float | int]:
-        return {"frame": self.frame, "t": round(self.t, 6)}
+    def to_json(self) -> dict[str, float | int | str]:
+        out: dict[str, float | int | str] = {"frame": self.frame, "t": round(self.t, 6)}
+        if self.image:
+            out["image"] = self.image
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.cli import cli_main
 from engine.errors import UserError
+from engine.intervals import IOU_THRESHOLD, Span, iou, match_intervals  # noqa: F401 (re-exported)
 from engine.types import Candidate, FaceObservation, Frame
 
 if TYPE_CHECKING:
@@ -57,49 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IOU_THRESHOLD = 0.5
 VIDEO_SUFFIXES: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv")
-
-# (onset, offset, kind): frame indices, both inclusive; kind "micro" | "macro".
-Span = tuple[int, int, str]
-
-
-def iou(a: tuple[int, int], b: tuple[int, int]) -> float:
-    """Intersection over union of two inclusive frame intervals ``(onset, offset)``.
-
-    >>> iou((0, 9), (5, 14))
-    0.3333333333333333
-    """
-    inter = min(a[1], b[1]) - max(a[0], b[0]) + 1
-    if inter <= 0:
-        return 0.0
-    union = max(a[1], b[1]) - min(a[0], b[0]) + 1
-    return inter / union
-
-
-def match_intervals(
-    detections: Sequence[Span], truth: Sequence[Span], threshold: float = IOU_THRESHOLD
-) -> list[tuple[int, int]]:
-    """Pairs ``(detection index, truth index)`` of true positives in one video.
-
-    Detections are taken in onset order; each is matched to the unmatched truth of highest IoU,
-    when that IoU is at least ``threshold`` (MEGC: one truth is matched at most once).
-    """
-    used: set[int] = set()
-    pairs: list[tuple[int, int]] = []
-    for di in sorted(range(len(detections)), key=lambda i: detections[i][0]):
-        d = detections[di]
-        best, best_iou = -1, threshold
-        for gi, g in enumerate(truth):
-            if gi in used:
-                continue
-            v = iou((d[0], d[1]), (g[0], g[1]))
-            if v >= best_iou:
-                best, best_iou = gi, v
-        if best >= 0:
-            used.add(best)
-            pairs.append((di, best))
-    return pairs
 
 
 @dataclass(slots=True)
@@ -145,6 +104,7 @@ class MegcScore:
     micro: Counts = field(default_factory=Counts)
     macro: Counts = field(default_factory=Counts)
     per_video: dict[str, Counts] = field(default_factory=dict)
+    kind_mismatch: int = 0  # matched pairs whose detection kind differs from the truth's type
 
     def add_video(
         self, name: str, detections: Sequence[Span], truth: Sequence[Span]
@@ -155,6 +115,7 @@ class MegcScore:
         row = Counts(len(pairs), len(detections), len(truth))
         self.per_video[name] = row
         self.overall.add(row)
+        self.kind_mismatch += sum(1 for di, gi in pairs if truth[gi][2] != detections[di][2])
         for kind, counts in (("micro", self.micro), ("macro", self.macro)):
             counts.tp += sum(1 for di, gi in pairs if truth[gi][2] == kind and detections[di][2] == kind)
             counts.n_gt += sum(1 for g in truth if g[2] == kind)
@@ -167,6 +128,13 @@ class MegcScore:
         for name, c in (("micro", self.micro), ("macro", self.macro), ("overall", self.overall)):
             lines.append(
                 f"{name:8} {c.tp:5d} {c.fp:5d} {c.fn:5d} {c.precision:9.4f} {c.recall:7.4f} {c.f1:6.4f}"
+            )
+        if self.kind_mismatch:  # why micro TP + macro TP falls short of overall TP
+            n = self.kind_mismatch
+            lines.append(
+                f"note: {n} kind mismatch{'es' if n > 1 else ''} (e.g. a micro detection of a macro truth): "
+                "a true positive in the overall row only; a false positive in the detection's row, "
+                "a miss in the truth's"
             )
         return "\n".join(lines)
 
@@ -417,7 +385,7 @@ def evaluate_dataset(
         frames += run.frames
         secs += run.face_s + run.spot_s
         if plot_dir is not None:
-            from evaluation.figures import plot_run
+            from evaluation.figures import pair_gain_of, plot_run
 
             plot_dir.mkdir(parents=True, exist_ok=True)
             plot_run(
@@ -426,6 +394,7 @@ def evaluate_dataset(
                 item.fps,
                 truth=[(on - item.first_frame, off - item.first_frame) for on, off, _ in item.truth],
                 title=item.name,
+                pair_gain=pair_gain_of(spot_cfg),  # type: ignore[arg-type]
             )
         if progress:
             c = score.per_video[item.name]

@@ -29,7 +29,10 @@ def env() -> dict[str, str]:
 def run_cli(
     *args: str, timeout: float = 300, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """``python run_stream.py ARGS`` in a subprocess, from the repository root."""
+    """``python run_stream.py ARGS`` in a subprocess, from the repository root; the demo runs flat out
+    (``--fast``) unless ``--realtime`` is given, to keep tests fast."""
+    if "demo" in args and "--realtime" not in args and "--fast" not in args:
+        args = (*args, "--fast")
     e = env()
     e.update(extra_env or {})
     return subprocess.run(

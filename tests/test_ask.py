@@ -208,6 +208,7 @@ def test_live_stream_answers_like_its_journal(tmp_path: Path) -> None:
             str(ROOT / "run_stream.py"),
             "--source",
             "demo",
+            "--fast",
             "--journal",
             str(journal),
             "--pub",

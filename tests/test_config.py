@@ -123,7 +123,10 @@ def test_flags_override_config_keys() -> None:
         ({"spotting.nonsense": 1}, ["unknown config key 'spotting.nonsense'", "signal_size", "bump"]),
         ({"spotting.bump.treshold_k": 1}, ["'spotting.bump.treshold_k'", "lag_s, threshold_k, pair_gain"]),
         ({"spotting.bump.threshold_k": "x"}, ["'spotting.bump.threshold_k'", "number"]),
-        ({"spotting.bump.threshold_k": 2}, ["section 'spotting.bump'", "release_k (3.0) must be below"]),
+        (
+            {"spotting.bump.threshold_k": 2},
+            ["keys spotting.bump.threshold_k, spotting.bump.release_k", "release_k (3.0) must be below"],
+        ),
         ({"explain.openai.endpont": "x"}, ["'explain.openai.endpont'", "endpoint"]),
         ({"explain.rules.model": "x"}, ["'explain.rules.model'", "floor_px"]),
         ({"fusion.recipe": "nope"}, ["fusion.recipe", "unknown fusion recipe 'nope'", "calibrated, mellm"]),
@@ -193,7 +196,11 @@ def test_section_check_when_it_fails_then_the_line_holds_no_section_dump() -> No
         (["--explainer", "vlm", "--model", "m"], "explain.vlm.model", "m"),
         (["--explainer", "llm", "--adapter", "a"], "explain.llm.adapter", "a"),
         (["--config", "rtsp-edge", "--model", "served"], "explain.openai.model", "served"),
-        (["--set", "explain.name=openai", "--endpoint", "http://h:1/v1"], "explain.openai.endpoint", "http://h:1/v1"),
+        (
+            ["--set", "explain.name=openai", "--endpoint", "http://h:1/v1"],
+            "explain.openai.endpoint",
+            "http://h:1/v1",
+        ),
     ],
 )
 def test_explainer_flags_when_given_then_set_the_chosen_explainers_section(

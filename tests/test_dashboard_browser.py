@@ -126,8 +126,9 @@ def test_dashboard_in_chromium_shows_live_health_candidates_and_drops(tmp_path: 
             90, "a dropped candidate")
         assert dropped.find_element(By.CSS_SELECTOR, ".reason").text == "timeout"
 
-        for p in procs[1:]:
-            assert p.wait(180) == 0, (tmp_path / "engine_demo.log").read_text()[-2000:]
+        # droppy explains nothing (every candidate times out): run_stream.py's exit 3 says so
+        codes = [p.wait(180) for p in procs[1:]]
+        assert codes == [0, 3], (tmp_path / "engine_demo.log").read_text()[-2000:]
         # Once both engines are done, the page and /metrics agree with the journals.
         for name, journal in journals.items():
             events = read_journal(journal)

@@ -86,6 +86,7 @@ def test_cli_when_sigterm_under_explanation_load_then_exit_0_journal_complete(tm
             str(ROOT / "run_stream.py"),
             "--source",
             "demo",
+            "--fast",
             "--journal",
             str(journal),
             "--pub",

@@ -21,6 +21,9 @@ class DemoConfig(BaseModel):
     blinks_per_min: float = Field(12.0, ge=0, description="blink rate")
     size: int = Field(512, ge=128, description="width and height of the demo frames in pixels")
     print_truth: bool = Field(False, description="print the injected ground truth at start")
+    realtime: bool = Field(
+        True, description="play the demo at its frame rate, like a camera; false (--fast) runs it flat out"
+    )
     truth_csv: str = Field("", description="write the ground truth here (CAS(ME)^2 long-video CSV layout)")
     amplitude_min_px: float = Field(1.0, gt=0, description="smallest event amplitude (px on a 200 px face)")
     amplitude_max_px: float = Field(3.0, gt=0, description="largest event amplitude (px on a 200 px face)")

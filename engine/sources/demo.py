@@ -142,7 +142,8 @@ class DemoSource:
 
     ``events``: the injected `InjectedEvent` list (frame indices); ``blinks``: the AU45 distractors;
     ``landmarks``: 478×2 float32 landmarks of the neutral face in frame pixels. Not live: the reader
-    never drops its frames, and ``--realtime`` paces it like a camera.
+    never drops its frames. ``paced`` (``demo.realtime``, the default) makes the reader play it at
+    its frame rate like a camera, so a subscriber sees events as they happen; False runs it flat out.
     """
 
     live = False
@@ -160,8 +161,10 @@ class DemoSource:
         blinks_per_min: float = 12.0,
         amplitude_px: tuple[float, float] = (1.0, 3.0),
         min_gap_s: float = 1.5,
+        paced: bool = False,
     ) -> None:
         self.name = "demo"
+        self.paced = bool(paced)
         self.fps: float | None = float(fps)
         self.size = int(size)
         self.seed = int(seed)
@@ -213,6 +216,7 @@ class DemoSource:
             head_motion_px=cfg.head_motion_px,
             blinks_per_min=cfg.blinks_per_min,
             amplitude_px=(cfg.amplitude_min_px, cfg.amplitude_max_px),
+            paced=cfg.realtime,
             min_gap_s=cfg.min_gap_s,
         )
 

@@ -79,6 +79,10 @@ class FolderSource(CheckedSource):
             out.append(int(nums[-1]) if nums else None)
         return out
 
+    def frame_name(self, index: int) -> str:
+        """The file name of stream frame ``index`` (``img143.jpg``), so events point at the image."""
+        return self.paths[index].name if 0 <= index < len(self.paths) else ""
+
     def frames(self) -> Iterator[Frame]:
         fps = float(self.fps or 1.0)
         for index, path in enumerate(self.paths):

@@ -36,11 +36,11 @@ class FrameReader:
     """Reads ``source`` on a daemon thread into a queue of at most ``queue_size`` frames.
 
     ``policy``: "auto" (drop_oldest when ``source.live``, else block), "drop_oldest" or "block".
-    ``max_frames`` > 0 stops after that many frames; ``realtime`` paces non-live sources at their
-    own ``t`` like a camera. Iterating yields frames until end of stream (then re-raises the first
-    source error, if any) or until `stop`. Counters: ``frames_read``, ``dropped``, ``fps_in``,
-    ``queue_depth``, and the source's ``frames_invalid``, ``resolution_changes``, ``reconnects``
-    (all in `stats`). The thread starts on first iteration or `start`.
+    ``max_frames`` > 0 stops after that many frames; ``realtime`` (or the source's own ``paced``)
+    paces non-live sources at their own ``t`` like a camera. Iterating yields frames until end of
+    stream (then re-raises the first source error, if any) or until `stop`. Counters:
+    ``frames_read``, ``dropped``, ``fps_in``, ``queue_depth``, and the source's ``frames_invalid``,
+    ``resolution_changes``, ``reconnects`` (all in `stats`). The thread starts on first iteration or `start`.
     """
 
     def __init__(
@@ -59,7 +59,8 @@ class FrameReader:
         self.queue_size = queue_size
         self.policy: Policy = ("drop_oldest" if source.live else "block") if policy == "auto" else policy
         self.max_frames = max_frames
-        self.realtime = realtime and not source.live
+        # a source may ask to be paced itself (the demo plays at its frame rate by default)
+        self.realtime = (realtime or bool(getattr(source, "paced", False))) and not source.live
         self.frames_read = 0
         self.dropped = 0
         self._queue: deque[Frame] = deque()

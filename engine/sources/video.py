@@ -20,9 +20,13 @@ wall-clock gap, so time never goes back across the outage.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
+import os
 import queue
+import re
+import tempfile
 import threading
 import time
 import weakref
@@ -151,6 +155,40 @@ def _open_capture(
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms]
         return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
     return cv2.VideoCapture(target)
+
+
+@contextlib.contextmanager
+def _native_log_captured() -> Iterator[list[str]]:
+    """Hold back what OpenCV and FFmpeg write to stderr (file descriptor 2) while a capture opens.
+
+    A camera index that does not exist makes OpenCV print a dozen warnings before our one-line
+    error; they are caught here instead, and the yielded list receives their lines so the error
+    can quote the real cause (``Connection refused``). Used on the opening thread at start only.
+    """
+    lines: list[str] = []
+    level = cv2.utils.logging.getLogLevel()
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        saved = os.dup(2)
+        try:
+            os.dup2(held.fileno(), 2)
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+            yield lines
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines += held.read().decode("utf-8", "replace").splitlines()
+
+
+def _native_reason(lines: list[str]) -> str:
+    """The cause FFmpeg gave for a failed open (``Connection refused``), else ''."""
+    for line in reversed(lines):
+        m = re.match(r"^\[[^\]]+ @ [^\]]+\]\s*(.+)$", line.strip())
+        if m:
+            text = m.group(1)
+            return text.split("failed: ", 1)[-1] if "failed: " in text else text
+    return ""
 
 
 def _redact(url: str) -> str:
@@ -310,7 +348,8 @@ class CameraSource(_CaptureSource):
 
     def __init__(self, index: int, fps: float = 0.0, open_timeout_s: float = 10.0) -> None:
         super().__init__(f"cam{index}", fps)
-        cap = _open_capture(index, open_timeout_s)
+        with _native_log_captured():
+            cap = _open_capture(index, open_timeout_s)
         if not cap.isOpened():
             cap.release()
             raise SourceError(
@@ -478,11 +517,21 @@ class NetworkSource(_CaptureSource):
         self.on_event = on_event
         self.outages = 0
         self.last_outage_s = 0.0
-        cap = _open_capture(url, open_timeout_s, read_timeout_s)
+        started = time.monotonic()
+        with _native_log_captured() as native:
+            cap = _open_capture(url, open_timeout_s, read_timeout_s)
         if not cap.isOpened():
             cap.release()
+            elapsed = time.monotonic() - started
+            reason = _native_reason(native).replace(url, shown)
+            if reason:
+                why = f"{reason} after {elapsed:.1f} s"
+            elif elapsed >= open_timeout_s * 0.9:
+                why = f"no answer within the {open_timeout_s:g} s open timeout (source.open_timeout_s)"
+            else:
+                why = f"gave up after {elapsed:.1f} s"
             raise SourceError(
-                f"stream {shown} did not open within {open_timeout_s:g} s; check the URL, the network "
+                f"stream {shown} did not open ({why}); check the URL, the network "
                 "and the credentials"
             )
         # MJPEG over HTTP has no timestamps: FFmpeg invents 25 fps ones, so t follows the wall clock.
