@@ -98,7 +98,7 @@ def test_dashboard_in_chromium_shows_live_health_candidates_and_drops(tmp_path: 
         engine = _spawn([str(ROOT / "run_stream.py"), *DEMO, "--pub", f"tcp://127.0.0.1:{ports['demo']}",
                          "--journal", str(journals["demo"])], tmp_path / "engine_demo.log")
         procs.append(engine)
-        droppy = ["--stream", "droppy", "--set", "explain.deadline_s=0.000001"]
+        droppy = ["--stream", "droppy", "--set", "explain.offline_deadline_s=0.000001"]  # the demo is offline
         procs.append(_spawn([str(ROOT / "run_stream.py"), *DEMO, *droppy,
                              "--pub", f"tcp://127.0.0.1:{ports['droppy']}",
                              "--journal", str(journals["droppy"])], tmp_path / "engine_droppy.log"))

@@ -96,6 +96,12 @@ class ExplainConfig(BaseModel):
     deadline_s: float = Field(
         30.0, gt=0, description="live sources: a job older than this is dropped (timeout)"
     )
+    offline_deadline_s: float = Field(
+        0.0,
+        ge=0,
+        description="files, folders, the demo: a job older than this is dropped (timeout); 0 = never, "
+        "the default: analysed offline, every candidate waits its turn",
+    )
     batch_size: int = Field(1, ge=1, description="explain up to this many waiting jobs at once")
     drain_s: float = Field(30.0, ge=0, description="at shutdown, finish waiting jobs for at most this long")
     stop_grace_s: float = Field(

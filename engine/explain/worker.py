@@ -336,8 +336,9 @@ class ExplainWorker:
                 self._drop(job, "shutdown", "drain time over at shutdown")
                 continue
             age = now - job.submitted
-            if age > self._cfg.deadline_s and not self._offline:
-                self._drop(job, "timeout", f"waited {age:.3f} s, deadline {self._cfg.deadline_s} s")
+            limit = self._cfg.offline_deadline_s if self._offline else self._cfg.deadline_s
+            if limit and age > limit:
+                self._drop(job, "timeout", f"waited {age:.3f} s, deadline {limit} s")
                 continue
             job.timing = dataclasses.replace(job.timing, started=now)
             t0 = time.perf_counter()
