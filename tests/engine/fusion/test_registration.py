@@ -17,7 +17,7 @@ from engine.fusion import region_masks
 from engine.regions import REGIONS
 from tests.conftest import shared_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 STILL = ("brow_inner", "brow_outer", "eyelid_upper", "lip_upper", "lip_lower", "chin", "mouth_corner")
 
 
@@ -121,7 +121,7 @@ def test_explain_pair_cli_when_preprocess_is_mellm_v1_gives_the_released_map(
     nose-tip mean removed (MediaPipe point 1 for the 68-point tip), nearest-bin map on the grey onset."""
     from engine.config import EngineConfig
     from engine.explain_pair import track_pair
-    from tests.test_fusion import _reference_v1_map
+    from tests.engine.fusion.test_fusion import _reference_v1_map
 
     onset, apex = cheek_pair
     paths = [tmp_path / "onset.png", tmp_path / "apex.png"]

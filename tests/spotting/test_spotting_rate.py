@@ -18,7 +18,7 @@ from spotting import create_spotter
 from spotting.config import SpottingConfig
 from spotting.signals import frames_for, measured_rate
 from tests.conftest import shared_path
-from tests.test_spotting import MOUTH_R, Bump, Face, _align, run, stream
+from tests.spotting.test_spotting import MOUTH_R, Bump, Face, _align, run, stream
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from engine import flow
 from spotting import create_spotter
 from spotting.config import SpottingConfig
 from tests.helpers import check_accounting, free_port, read_journal, run_cli
-from tests.test_spotting import MOUTH_R, Bump, astronaut, iou, run, stream  # noqa: F401 (fixture)
+from tests.spotting.test_spotting import MOUTH_R, Bump, astronaut, iou, run, stream  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize("name", ["region-bump"])

@@ -1,5 +1,6 @@
 """Files, folders and the demo are analysed offline: a source that outruns a slow worker loses no
-candidate (the video thread waits for room; live sources keep their drop policy, tests/test_worker.py).
+candidate (the video thread waits for room; live sources keep their drop
+policy, tests/engine/explain/test_worker.py).
 
 The real pipeline (`build_pipeline`: demo source, MediaPipe, the spotter, DIS flow and fusion, the
 worker) with a slow explainer behind a one-job queue: its first call holds until the third candidate
@@ -21,8 +22,8 @@ from engine.explain import EXPLAINERS
 from engine.explain.rules import RulesExplainer
 from engine.pipeline import build_pipeline, close_all
 from engine.types import Evidence, Explanation
+from tests.engine.explain.test_worker import RecordingSink
 from tests.helpers import check_accounting
-from tests.test_worker import RecordingSink
 
 THIRD_CANDIDATE = threading.Event()
 

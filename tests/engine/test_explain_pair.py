@@ -20,7 +20,7 @@ from engine.regions import REGIONS
 from tests.conftest import shared_path
 from tests.tiny_models import scripted_vlm  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 BROWS = ("brow_inner_L", "brow_inner_R", "brow_outer_L", "brow_outer_R")
 
 

@@ -19,7 +19,7 @@ from engine.events import make_event
 from engine.publish import PublishConfig, ZmqPublisher, read_lines
 from engine.subscribe import SeqTracker, format_event, iter_events
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 
 
 def free_port() -> int:

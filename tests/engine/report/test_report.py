@@ -384,7 +384,7 @@ def test_run_stream_when_report_folder_unwritable_then_one_line_before_running(t
 
 # -- real runs ----------------------------------------------------------------------------------------
 def _browser(profile: Path) -> Any:
-    from tests.test_dashboard_browser import _browser as dashboard_browser
+    from tests.engine.dashboard.test_dashboard_browser import _browser as dashboard_browser
 
     return dashboard_browser(profile)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_training_dataset import CLIPS, casme2_dataset, run_module  # noqa: F401  (fixture)
+from tests.training.test_training_dataset import CLIPS, casme2_dataset, run_module  # noqa: F401  (fixture)
 from training.metrics import au_scores, emotion_scores
 
 # truth, pred, (uf1, uar, accuracy, n): worked by hand.

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_training_dataset import casme2_dataset, run_module  # noqa: F401  (fixture)
 from tests.tiny_models import tiny_vlm  # noqa: F401  (fixture)
+from tests.training.test_training_dataset import casme2_dataset, run_module  # noqa: F401  (fixture)
 from training.build_dataset import load_evidence, read_dataset
 
 pytest.importorskip("peft")

@@ -50,7 +50,7 @@ def test_run_stream_when_bump_threshold_below_release_then_names_keys_not_dict()
 
 
 def test_megc_when_micro_detects_macro_truth_then_table_says_why_rows_differ(tmp_path: Path) -> None:
-    from tests.test_evaluate import CASME2_ROWS
+    from tests.evaluation.test_evaluate import CASME2_ROWS
 
     sheet = tmp_path / "CAS(ME)^2code_final(Updated).csv"
     with open(sheet, "w", newline="") as fh:

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.engine.dashboard.test_dashboard import metric_samples
 from tests.helpers import ROOT, env, free_port, read_journal
-from tests.test_dashboard import metric_samples
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
