@@ -415,7 +415,7 @@ class HangingExplainer(RulesExplainer):
 
 @pytest.mark.slow
 def test_process_mode_kills_a_hung_model_and_lives_on() -> None:
-    ex = ProcessExplainer("tests.test_worker:HangingExplainer", timeout_s=0.5)
+    ex = ProcessExplainer("tests.engine.explain.test_worker:HangingExplainer", timeout_s=0.5)
     sink = RecordingSink()
     w = ExplainWorker(ex, prepare, sink, cfg()).start()
     w.submit(candidate("hang-0"))
