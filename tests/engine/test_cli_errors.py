@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import ROOT, free_port
 
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452")  # a PNG header: binary, not UTF-8 text
 
 

@@ -18,9 +18,9 @@ from engine.errors import UserError
 from engine.explain_pair import analyze_pair
 from engine.regions import REGIONS
 from tests.conftest import shared_path
+from tests.helpers import ROOT
 from tests.tiny_models import scripted_vlm  # noqa: F401
 
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 BROWS = ("brow_inner_L", "brow_inner_R", "brow_outer_L", "brow_outer_R")
 
 

@@ -18,8 +18,7 @@ import zmq
 from engine.events import make_event
 from engine.publish import PublishConfig, ZmqPublisher, read_lines
 from engine.subscribe import SeqTracker, format_event, iter_events
-
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+from tests.helpers import ROOT
 
 
 def free_port() -> int:

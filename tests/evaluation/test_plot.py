@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+from tests.helpers import ROOT
+
 GREEN = (44, 160, 44)  # BGR of matplotlib's tab:green: the ground-truth bars
 SHADE = (195, 223, 255)  # BGR of tab:orange at alpha 0.25 over white: a micro detection's span
 

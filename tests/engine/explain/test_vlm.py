@@ -15,9 +15,9 @@ import pytest
 from engine.errors import UserError
 from engine.explain import create
 from engine.types import ActionUnit, Explanation
+from tests.helpers import ROOT
 from tests.tiny_models import SCRIPTED_ANSWER, make_evidence, scripted_vlm, tiny_lora, tiny_vlm  # noqa: F401
 
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 pytestmark = pytest.mark.slow
 
 

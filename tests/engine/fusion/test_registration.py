@@ -16,8 +16,8 @@ from engine.face.align import reregister_crop
 from engine.fusion import region_masks
 from engine.regions import REGIONS
 from tests.conftest import shared_path
+from tests.helpers import ROOT
 
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 STILL = ("brow_inner", "brow_outer", "eyelid_upper", "lip_upper", "lip_lower", "chin", "mouth_corner")
 
 
